@@ -1,0 +1,98 @@
+"""ACT around a Flax Linen recurrent cell: the Linen face of :mod:`act_jax.nnx`.
+
+Given the same weights it computes the same numbers as the NNX module (tested);
+both build their step from :func:`act_jax.cells.cell_step_fn`.
+
+Example::
+
+  act = AdaptiveComputationTime(nn.LSTMCell(128), out_features=10)
+  variables = act.init(key, x)  # x: [batch, time, in_features]
+  result = act.apply(variables, x, method=act.ponder_sequence)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+from act_jax import cells
+from act_jax import ponder_loop
+from act_jax import sequence as sequence_lib
+
+
+class AdaptiveComputationTime(nn.Module):
+  """A Linen recurrent cell that ponders: ``(carry, x) -> (carry, (y, stats))``.
+
+  The wrapped ``cell`` sees ``x`` with the first-step flag appended (its input
+  size is inferred); the halting unit ``halting`` (bias initialised to
+  ``halting_bias_init``) reads ``halting_reads(carry)``; ``output`` is a linear
+  layer on the mean-field cell output (absent if ``out_features`` is None).
+  Calling the module (or :meth:`ponder_sequence`) in ``init`` creates all
+  parameters. The cell must keep no mutable state besides its parameters.
+  """
+
+  cell: nn.RNNCellBase
+  out_features: int | None = None
+  max_steps: int = 100
+  epsilon: float = 0.01
+  halting_bias_init: float = 1.0
+  halting_reads: Callable[[Any], jax.Array] = cells.full_state
+  backend: ponder_loop.Backend = "while"
+
+  def setup(self):
+    ponder_loop.check_ponder_config(self.max_steps, self.epsilon, self.backend)
+    self.halting = nn.Dense(1, bias_init=nn.initializers.constant(self.halting_bias_init))
+    self.output = None if self.out_features is None else nn.Dense(self.out_features)
+
+  def _step_fn_and_params(self, carry: Any, inputs: jax.Array):
+    if self.is_initializing():  # one step creates the cell's and halting unit's params
+      first_carry, _ = self.cell(carry, ponder_loop.with_first_step_flag(inputs, 0))
+      self.halting(self.halting_reads(first_carry))
+    cell_def = self.cell.clone(parent=None)
+    halting_def = self.halting.clone(parent=None)
+    step_fn = cells.cell_step_fn(
+        lambda p, c, x: cell_def.apply({"params": p}, c, x),
+        lambda p, f: halting_def.apply({"params": p}, f),
+        self.halting_reads)
+    return step_fn, (self.cell.variables["params"], self.halting.variables["params"])
+
+  def _project(self, mean_cell_output: jax.Array) -> jax.Array:
+    return mean_cell_output if self.output is None else self.output(mean_cell_output)
+
+  def initialize_carry(self, batch_shape: tuple[int, ...], in_features: int) -> Any:
+    """The zero state ``s_0`` for a batch (the paper resets the state to 0)."""
+    shapes = jax.eval_shape(lambda: self.cell.initialize_carry(
+        jax.random.key(0), tuple(batch_shape) + (in_features + 1,)))
+    return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+  def __call__(self, carry: Any, inputs: jax.Array, *, mask: jax.Array | None = None):
+    """One input step: ``(s_{t-1}, x_t) -> (s_t, (y_t, stats))``; see the NNX module."""
+    step_fn, params = self._step_fn_and_params(carry, inputs)
+    result = ponder_loop.ponder(step_fn, params, carry, inputs, max_steps=self.max_steps,
+                                epsilon=self.epsilon, mask=mask, backend=self.backend)
+    return result.state, (self._project(result.output), result.stats)
+
+  def ponder_sequence(
+      self,
+      inputs: jax.Array,
+      *,
+      initial_carry: Any = None,
+      mask: jax.Array | None = None,
+      lengths: jax.Array | None = None,
+      remat: bool = True,
+  ) -> sequence_lib.SequenceResult:
+    """ACT over ``inputs`` ``[batch, time, in_features]`` from a zero state."""
+    if inputs.ndim < 3:
+      raise ValueError(f"inputs must be [batch, time, features], got {list(inputs.shape)}")
+    if initial_carry is None:
+      initial_carry = self.initialize_carry(inputs.shape[:1], inputs.shape[-1])
+    step_fn, params = self._step_fn_and_params(initial_carry, inputs[:, 0])
+    result = sequence_lib.ponder_sequence(
+        step_fn, params, initial_carry, inputs, max_steps=self.max_steps,
+        epsilon=self.epsilon, mask=mask, lengths=lengths, backend=self.backend,
+        remat=remat)
+    return result._replace(outputs=self._project(result.outputs))

@@ -1,0 +1,139 @@
+"""ACT around a Flax NNX recurrent cell (Graves 2016, section 2).
+
+Example::
+
+  cell = nnx.LSTMCell(in_features + 1, 128, rngs=rngs)  # + 1: first-step flag
+  act = AdaptiveComputationTime(cell, out_features=10, rngs=rngs)
+  result = act.ponder_sequence(x)  # x: [batch, time, in_features]
+  loss = task_loss(result.outputs) + act_jax.ponder_penalty(
+      result.stats.ponder_cost, tau)
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from act_jax import cells
+from act_jax import ponder_loop
+from act_jax import sequence as sequence_lib
+
+
+def _apply_module(graphdef, params, *args):
+  return nnx.merge(graphdef, params)(*args)
+
+
+class AdaptiveComputationTime(nnx.Module):
+  """An NNX recurrent cell that ponders: ``(carry, x) -> (carry, (y, stats))``.
+
+  Owns the wrapped cell, the halting unit (a sigmoid unit on the full state,
+  bias initialised to ``halting_bias_init``, +1 in the paper) and an optional
+  linear output layer, and calls the functional core :func:`act_jax.ponder`.
+  The cell must be a pure function of its parameters (no mutable state such
+  as batch statistics) and take ``in_features + 1`` inputs: the last one is
+  the first-step flag.
+
+  Attributes:
+    cell: the wrapped NNX cell.
+    halting: the halting unit's ``nnx.Linear(state_features, 1)``.
+    output: ``nnx.Linear(hidden_features, out_features)`` or None (then the
+      mean-field cell output is returned).
+  """
+
+  def __init__(
+      self,
+      cell: nnx.Module,
+      *,
+      out_features: int | None = None,
+      max_steps: int = 100,
+      epsilon: float = 0.01,
+      halting_bias_init: float = 1.0,
+      halting_reads: Callable[[Any], jax.Array] = cells.full_state,
+      backend: ponder_loop.Backend = "while",
+      rngs: nnx.Rngs,
+  ):
+    ponder_loop.check_ponder_config(max_steps, epsilon, backend)
+    cell_in = getattr(cell, "in_features", None)
+    if not isinstance(cell_in, int) or cell_in < 2:
+      raise ValueError(
+          "cell must have in_features = input features + 1 (the first-step flag) >= 2, "
+          f"got {cell_in!r}")
+    if out_features is not None and (not isinstance(out_features, int) or out_features < 1):
+      raise ValueError(f"out_features must be a positive int or None, got {out_features!r}")
+    self.cell = cell
+    self.in_features = cell_in - 1
+    self.max_steps = max_steps
+    self.epsilon = epsilon
+    self.backend = backend
+    self.halting_reads = halting_reads
+    carry = self._carry_shape((1,))
+    halting_in = jax.eval_shape(halting_reads, carry).shape[-1]
+    self.halting = nnx.Linear(
+        halting_in, 1, bias_init=nnx.initializers.constant(halting_bias_init), rngs=rngs)
+    self.output = (None if out_features is None else
+                   nnx.Linear(cell.hidden_features, out_features, rngs=rngs))
+
+  def _carry_shape(self, batch_shape: tuple[int, ...]):
+    return jax.eval_shape(lambda: self.cell.initialize_carry(
+        batch_shape + (self.cell.in_features,), rngs=nnx.Rngs(0)))
+
+  def initialize_carry(self, batch_shape: tuple[int, ...]) -> Any:
+    """The zero state ``s_0`` for a batch (the paper resets the state to 0)."""
+    return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), self._carry_shape(batch_shape))
+
+  def _step_fn_and_params(self):
+    cell_def, cell_params = nnx.split(self.cell)
+    halting_def, halting_params = nnx.split(self.halting)
+    step_fn = cells.cell_step_fn(functools.partial(_apply_module, cell_def),
+                                 functools.partial(_apply_module, halting_def),
+                                 self.halting_reads)
+    return step_fn, (cell_params, halting_params)
+
+  def _project(self, mean_cell_output: jax.Array) -> jax.Array:
+    return mean_cell_output if self.output is None else self.output(mean_cell_output)
+
+  def __call__(self, carry: Any, inputs: jax.Array, *, mask: jax.Array | None = None):
+    """One input step: ``(s_{t-1}, x_t) -> (s_t, (y_t, stats))``.
+
+    Args:
+      carry: ``s_{t-1}``, the cell's carry for the batch.
+      inputs: ``x_t``, ``[*batch, in_features]`` (without the flag).
+      mask: optional bool ``batch_shape``; False skips an example.
+
+    Returns:
+      ``(s_t, (y_t, stats))`` with ``stats`` an :class:`act_jax.PonderStats`.
+    """
+    step_fn, params = self._step_fn_and_params()
+    result = ponder_loop.ponder(step_fn, params, carry, inputs, max_steps=self.max_steps,
+                               epsilon=self.epsilon, mask=mask, backend=self.backend)
+    return result.state, (self._project(result.output), result.stats)
+
+  def ponder_sequence(
+      self,
+      inputs: jax.Array,
+      *,
+      initial_carry: Any = None,
+      mask: jax.Array | None = None,
+      lengths: jax.Array | None = None,
+      remat: bool = True,
+  ) -> sequence_lib.SequenceResult:
+    """ACT over ``inputs`` ``[batch, time, in_features]`` from a zero state.
+
+    See :func:`act_jax.ponder_sequence`; ``outputs`` are the output layer's.
+    """
+    if inputs.ndim < 3 or inputs.shape[-1] != self.in_features:
+      raise ValueError(
+          f"inputs must be [batch, time, {self.in_features}], got {list(inputs.shape)}")
+    if initial_carry is None:
+      initial_carry = self.initialize_carry(inputs.shape[:1])
+    step_fn, params = self._step_fn_and_params()
+    result = sequence_lib.ponder_sequence(
+        step_fn, params, initial_carry, inputs, max_steps=self.max_steps,
+        epsilon=self.epsilon, mask=mask, lengths=lengths, backend=self.backend,
+        remat=remat)
+    return result._replace(outputs=self._project(result.outputs))

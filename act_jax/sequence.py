@@ -1,0 +1,118 @@
+"""ACT over a whole input sequence: an outer scan over time, a ponder loop per step.
+
+The state carried from input step ``t`` to ``t + 1`` is the mean-field state of
+Eq. 9. Under reverse-mode autodiff each input step is rematerialised
+(``jax.checkpoint``): the forward pass keeps only the state entering each input
+step, ``O(T * state)``, and the backward pass re-runs one step's ponder loop at
+a time, which adds ``O(max_steps * state)`` for that step alone. So memory never
+grows as ``T * max_steps * state``, whichever backend runs the ponder loop.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from act_jax import ponder_loop
+
+PyTree = ponder_loop.PyTree
+
+
+class SequenceResult(NamedTuple):
+  """ACT outputs and statistics for every input step, batch-major.
+
+  Attributes:
+    outputs: mean-field outputs ``y_t`` (Eq. 9), leaves ``[batch, time, ...]``;
+      zero at masked steps.
+    final_state: the mean-field state after the last unmasked step of each
+      sequence.
+    stats: ``N(t)`` and ``R(t)`` as ``[batch, time]`` (0 at masked steps) and
+      ``p_t^n`` as ``[batch, time, max_steps]``.
+  """
+
+  outputs: PyTree
+  final_state: PyTree
+  stats: ponder_loop.PonderStats
+
+
+def lengths_to_mask(lengths: jax.typing.ArrayLike, max_length: int) -> jax.Array:
+  """``mask[b, t] = t < lengths[b]``, bool ``[batch, max_length]``."""
+  lengths = jnp.asarray(lengths)
+  return jnp.arange(max_length)[None, :] < lengths[:, None]
+
+
+def ponder_sequence(
+    step_fn: ponder_loop.StepFn,
+    params: PyTree,
+    initial_state: PyTree,
+    inputs: PyTree,
+    *,
+    max_steps: int,
+    epsilon: float = 0.01,
+    mask: jax.typing.ArrayLike | None = None,
+    lengths: jax.typing.ArrayLike | None = None,
+    backend: ponder_loop.Backend = "while",
+    chunk_steps: int = ponder_loop.DEFAULT_CHUNK_STEPS,
+    remat: bool = True,
+) -> SequenceResult:
+  """Runs ACT over a batch of input sequences (Graves 2016, Eqs. 3-13 per step).
+
+  Args:
+    step_fn: as for :func:`act_jax.ponder`; called with the inputs of one
+      time step.
+    params: a pytree of parameters shared by all steps.
+    initial_state: ``s_0``, leaves ``[batch, ...]``.
+    inputs: a pytree whose leaves are ``[batch, time, ...]``.
+    max_steps: the cap ``M`` (Eq. 13).
+    epsilon: the threshold slack (Eq. 7).
+    mask: optional bool ``[batch, time]``: steps where it is False are skipped
+      (state carried unchanged, zero output and statistics).
+    lengths: optional int ``[batch]``, the number of valid leading steps of each
+      sequence; an alternative to ``mask`` (give at most one).
+    backend: the ponder-loop backend, ``"while"`` or ``"scan"``.
+    chunk_steps: see :func:`act_jax.ponder`.
+    remat: rematerialise each input step in the backward pass (keeps memory
+      ``O(T * state)``); turn off only for short sequences.
+
+  Returns:
+    A :class:`SequenceResult`.
+  """
+  ponder_loop.check_ponder_config(max_steps, epsilon, backend)
+  leaves = jax.tree.leaves(inputs)
+  if not leaves:
+    raise ValueError("inputs must contain at least one array")
+  batch_size, time_steps = jnp.shape(leaves[0])[:2]
+  for leaf in leaves:
+    if jnp.shape(leaf)[:2] != (batch_size, time_steps):
+      raise ValueError(
+          f"every input leaf must be [batch, time, ...] = [{batch_size}, {time_steps}, ...], "
+          f"got {list(jnp.shape(leaf))}")
+  if mask is not None and lengths is not None:
+    raise ValueError("give mask or lengths, not both")
+  if lengths is not None:
+    if jnp.shape(lengths) != (batch_size,):
+      raise ValueError(f"lengths must have shape [{batch_size}], got {list(jnp.shape(lengths))}")
+    mask = lengths_to_mask(lengths, time_steps)
+  elif mask is None:
+    mask = jnp.ones((batch_size, time_steps), bool)
+  mask = jnp.asarray(mask)
+  if mask.shape != (batch_size, time_steps) or mask.dtype != jnp.bool_:
+    raise ValueError(
+        f"mask must be bool [{batch_size}, {time_steps}], got {mask.dtype}{list(mask.shape)}")
+
+  def one_step(state, xs):
+    x_t, mask_t = xs
+    result = ponder_loop.ponder(step_fn, params, state, x_t, max_steps=max_steps,
+                               epsilon=epsilon, mask=mask_t, backend=backend,
+                                chunk_steps=chunk_steps)
+    return result.state, (result.output, result.stats)
+
+  if remat:
+    one_step = jax.checkpoint(one_step)
+  time_major = lambda x: jnp.swapaxes(x, 0, 1)
+  final_state, per_step = jax.lax.scan(
+      one_step, initial_state, (jax.tree.map(time_major, inputs), time_major(mask)))
+  outputs, stats = jax.tree.map(time_major, per_step)
+  return SequenceResult(outputs, final_state, stats)

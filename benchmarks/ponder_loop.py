@@ -1,0 +1,236 @@
+r"""Benchmark: one ACT training step, while_loop + custom VJP vs masked scan vs plain RNN.
+
+Times, side by side in one process (interleaved rounds, median per variant):
+
+  (a) ``while``: :func:`act_jax.ponder` with the while_loop backend,
+  (b) ``scan``: the masked fixed-``max_steps`` scan backend,
+  (c) ``plain``: the same cell unrolled for exactly the ponder steps (a) took,
+      without halting: the floor no ACT implementation can beat;
+
+each as one jit-compiled forward + backward step (loss and gradients with
+respect to all parameters), in two settings:
+
+  * parity: tanh RNN 128, batch 128, input 64 + flag, M = 100, one input step,
+    halting bias set so that mean N is about 3;
+  * lstm: LSTM 512, batch 32, a 5-step sequence, M = 20 (:func:`ponder_sequence`).
+
+It also reports the compiled memory of one training step on a long sequence
+(LSTM 128, batch 16, T = 200, M = 100) for (a) and (b).
+
+Usage::
+
+  python benchmarks/ponder_loop.py            # table
+  python benchmarks/ponder_loop.py --json     # table, then one JSON line
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import statistics
+import time
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+from absl import app, flags
+
+import act_jax
+
+_JSON = flags.DEFINE_bool("json", False, "Print one JSON object on the last line.")
+_ROUNDS = flags.DEFINE_integer("rounds", 30, "Timed rounds per variant (interleaved).")
+_LONG_SEQ = flags.DEFINE_bool("long_seq", True, "Also measure the long-sequence memory.")
+_CHUNK_STEPS = flags.DEFINE_integer(
+    "chunk_steps", None, "chunk_steps of the while backend (default: the library's).")
+
+
+def _tanh_cell(params, state, x_with_flag):
+  return jnp.tanh(x_with_flag @ params["w_x"] + state @ params["w_s"] + params["b"])
+
+
+def _lstm_cell(params, state, x_with_flag):
+  c, h = state
+  z = x_with_flag @ params["w_x"] + h @ params["w_s"] + params["b"]
+  i, f, g, o = jnp.split(z, 4, axis=-1)
+  c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+  return c, jax.nn.sigmoid(o) * jnp.tanh(c)
+
+
+def _readout(state):
+  """The part of the state the output layer reads: h (the last leaf)."""
+  return jax.tree.leaves(state)[-1]
+
+
+def _params(key, cell_name, inputs, hidden, halting_bias):
+  gates = 4 if cell_name == "lstm" else 1
+  k = jax.random.split(key, 4)
+  state_features = hidden * (2 if cell_name == "lstm" else 1)
+  return {
+      "w_x": jax.random.normal(k[0], (inputs + 1, gates * hidden)) / jnp.sqrt(inputs + 1.0),
+      "w_s": jax.random.normal(k[1], (hidden, gates * hidden)) / jnp.sqrt(float(hidden)),
+      "b": jnp.zeros(gates * hidden),
+      "w_h": jax.random.normal(k[2], (state_features,)) * 0.02,
+      "b_h": jnp.float32(halting_bias),
+      "w_y": jax.random.normal(k[3], (hidden, 1)) / jnp.sqrt(float(hidden)),
+  }
+
+
+def _act_step_fn(cell, sequence: bool):
+  """The ACT step: per-step outputs ``h`` for sequences; none for one input step,
+  whose output layer reads the mean-field state (equal by linearity, Eq. 9)."""
+  def step_fn(params, state, x, n):
+    state = cell(params, state, act_jax.with_first_step_flag(x, n))
+    logit = jnp.concatenate(jax.tree.leaves(state), -1) @ params["w_h"] + params["b_h"]
+    return act_jax.PonderStep(state, _readout(state) if sequence else (), logit)
+  return step_fn
+
+
+def _bce(logits, targets):
+  """Binary cross-entropy summed over the steps of a sequence, mean over the batch."""
+  per_step = jnp.logaddexp(0.0, logits) - targets * logits
+  return jnp.mean(jnp.sum(per_step.reshape(per_step.shape[0], -1), axis=1))
+
+
+def _act_train_step(cell, backend: str, max_steps: int, sequence: bool):
+  """Loss (BCE + tau * ponder cost) and its gradient, jit-compiled."""
+  step_fn = _act_step_fn(cell, sequence)
+  options = {} if _CHUNK_STEPS.value is None or backend != "while" else {
+      "chunk_steps": _CHUNK_STEPS.value}
+  run = functools.partial(act_jax.ponder_sequence if sequence else act_jax.ponder, **options)
+
+  def loss(params, state, x, targets):
+    r = run(step_fn, params, state, x, max_steps=max_steps, backend=backend)
+    outputs = r.outputs if sequence else _readout(r.state)
+    return (_bce(outputs @ params["w_y"], targets)
+            + act_jax.ponder_penalty(r.stats.ponder_cost, 1e-3))
+
+  return jax.jit(jax.value_and_grad(loss)), jax.jit(lambda *a: run(
+      step_fn, a[0], a[1], a[2], max_steps=max_steps, backend=backend).stats)
+
+
+def _plain_train_step(cell, steps_per_input: list[int], sequence: bool):
+  """The same cell, unrolled for exactly ``steps_per_input[t]`` updates per input."""
+
+  def loss(params, state, x, targets):
+    xs = x if sequence else x[:, None]
+    outputs = []
+    for t, steps in enumerate(steps_per_input):
+      for n in range(steps):
+        state = cell(params, state, act_jax.with_first_step_flag(xs[:, t], n))
+      outputs.append(_readout(state))
+    outputs = jnp.stack(outputs, 1) if sequence else outputs[0]
+    return _bce(outputs @ params["w_y"], targets)
+
+  return jax.jit(jax.value_and_grad(loss))
+
+
+def _compile_seconds(fn, *args) -> float:
+  start = time.perf_counter()
+  fn.lower(*args).compile()
+  return time.perf_counter() - start
+
+
+def _time_side_by_side(fns: dict[str, Callable], args, rounds: int) -> dict[str, float]:
+  """Median seconds per call, the variants interleaved round by round."""
+  for fn in fns.values():  # warm up (and compile)
+    jax.block_until_ready(fn(*args))
+  samples = {name: [] for name in fns}
+  for _ in range(rounds):
+    for name, fn in fns.items():
+      start = time.perf_counter()
+      jax.block_until_ready(fn(*args))
+      samples[name].append(time.perf_counter() - start)
+  return {name: statistics.median(t) for name, t in samples.items()}
+
+
+def _setting(name, cell, cell_name, *, batch, inputs, hidden, max_steps, time_steps,
+             halting_bias, rounds):
+  key = jax.random.PRNGKey(0)
+  params = _params(key, cell_name, inputs, hidden, halting_bias)
+  sequence = time_steps > 1
+  x_shape = (batch, time_steps, inputs) if sequence else (batch, inputs)
+  x = jax.random.choice(jax.random.PRNGKey(1), jnp.array([-1.0, 0.0, 1.0]), x_shape)
+  targets = jax.random.bernoulli(jax.random.PRNGKey(2), 0.5,
+                                 x_shape[:-1] + (1,)).astype(jnp.float32)
+  zeros = jnp.zeros((batch, hidden))
+  state = (zeros, zeros) if cell_name == "lstm" else zeros
+  args = (params, state, x, targets)
+
+  (while_step, while_stats), (scan_step, _) = (
+      _act_train_step(cell, b, max_steps, sequence) for b in ("while", "scan"))
+  stats = while_stats(params, state, x)
+  per_input = stats.steps if sequence else stats.steps[:, None]
+  taken = [int(n) for n in jnp.max(per_input, axis=0)]  # the while loop's iterations
+  plain_step = _plain_train_step(cell, taken, sequence)
+  compile_s = {v: _compile_seconds(f, *args) for v, f in
+               (("while", while_step), ("scan", scan_step), ("plain", plain_step))}
+  seconds = _time_side_by_side(
+      {"while": while_step, "scan": scan_step, "plain": plain_step}, args, rounds)
+  return {
+      "setting": name,
+      "mean_steps": float(jnp.mean(stats.steps)),
+      "loop_iterations": taken,
+      "ms": {k: 1e3 * v for k, v in seconds.items()},
+      "compile_s": compile_s,
+      "while_over_plain": seconds["while"] / seconds["plain"],
+      "scan_over_while": seconds["scan"] / seconds["while"],
+  }
+
+
+def _long_sequence_memory_mb(backend: str) -> float:
+  """Compiled memory (arguments + outputs + temporaries) of one training step."""
+  batch, hidden, inputs, time_steps, max_steps = 16, 128, 32, 200, 100
+  params = _params(jax.random.PRNGKey(0), "lstm", inputs, hidden, halting_bias=-0.4)
+  step, _ = _act_train_step(_lstm_cell, backend, max_steps, sequence=True)
+  zeros = jnp.zeros((batch, hidden))
+  x = jnp.zeros((batch, time_steps, inputs))
+  targets = jnp.zeros((batch, time_steps, 1))
+  analysis = step.lower(params, (zeros, zeros), x, targets).compile().memory_analysis()
+  total = (analysis.temp_size_in_bytes + analysis.argument_size_in_bytes
+           + analysis.output_size_in_bytes)
+  return total / 2**20
+
+
+def main(argv):
+  del argv
+  rounds = _ROUNDS.value
+  # Bias -0.4: h ~ sigmoid(-0.4) = 0.40, so most examples halt after 3 steps.
+  parity = _setting("parity (tanh 128, batch 128, M=100)", _tanh_cell, "tanh", batch=128,
+                    inputs=64, hidden=128, max_steps=100, time_steps=1, halting_bias=-0.4,
+                    rounds=rounds)
+  lstm = _setting("lstm (LSTM 512, batch 32, T=5, M=20)", _lstm_cell, "lstm", batch=32,
+                  inputs=64, hidden=512, max_steps=20, time_steps=5, halting_bias=-0.4,
+                  rounds=max(5, rounds // 3))
+  print(f"{'setting':40s} {'mean N':>6s} {'while ms':>9s} {'scan ms':>9s} {'plain ms':>9s}"
+        f" {'while/plain':>11s} {'scan/while':>10s}")
+  for r in (parity, lstm):
+    print(f"{r['setting']:40s} {r['mean_steps']:6.2f} {r['ms']['while']:9.3f}"
+          f" {r['ms']['scan']:9.3f} {r['ms']['plain']:9.3f} {r['while_over_plain']:11.2f}"
+          f" {r['scan_over_while']:10.2f}")
+    print(f"{'':40s} compile s: " + ", ".join(
+        f"{k} {v:.2f}" for k, v in r["compile_s"].items())
+          + f"; loop iterations per input step: {r['loop_iterations']}")
+  summary = {
+      "parity_while_over_plain": parity["while_over_plain"],
+      "parity_scan_over_while": parity["scan_over_while"],
+      "lstm_while_over_plain": lstm["while_over_plain"],
+      "lstm_scan_over_while": lstm["scan_over_while"],
+      "parity_mean_steps": parity["mean_steps"],
+      "lstm_mean_steps": lstm["mean_steps"],
+      "parity_ms": parity["ms"],
+      "lstm_ms": lstm["ms"],
+      "parity_compile_s": parity["compile_s"],
+      "lstm_compile_s": lstm["compile_s"],
+  }
+  if _LONG_SEQ.value:
+    for backend in ("while", "scan"):
+      summary[f"long_seq_peak_mb_{backend}"] = _long_sequence_memory_mb(backend)
+    print("long sequence (LSTM 128, batch 16, T=200, M=100), compiled memory of one "
+          f"training step: while {summary['long_seq_peak_mb_while']:.1f} MB, "
+          f"scan {summary['long_seq_peak_mb_scan']:.1f} MB")
+  if _JSON.value:
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+  app.run(main)
