@@ -1,0 +1,55 @@
+"""Fields every task config has, with the paper's shared settings (spec section 2)."""
+
+import ml_collections
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """The fields of a task config; task files override what differs."""
+  config = ml_collections.ConfigDict()
+  config.task = ""
+  config.task_options = ml_collections.ConfigDict()  # passed to the task's generator
+  # Model.
+  config.cell = "lstm"  # tanh | lstm | gru
+  config.hidden_size = 128
+  config.mode = "act"  # act | none (one update per input) | repeat (fixed updates)
+  config.repeats = 1  # updates per input with mode=repeat
+  config.max_steps = 100  # M
+  config.epsilon = 0.01
+  config.halting_bias = 1.0
+  config.backend = "while"
+  # Training.
+  config.tau = 1e-3  # time penalty
+  config.learning_rate = 1e-3  # the paper: 1e-4 with 16 Hogwild threads (variant "paper")
+  config.batch_size = 16
+  config.num_steps = 100_000
+  config.seed = 0
+  # Evaluation, logging, checkpoints.
+  config.eval_batch_size = 1000
+  config.eval_batches = 4
+  config.eval_every = 5_000
+  config.log_every = 500
+  config.checkpoint_every = 5_000
+  config.plot = True  # write plots.png at the end (needs matplotlib)
+  return config
+
+
+def tiny(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Shrinks a config to run in seconds (tests)."""
+  config.hidden_size = 16
+  config.max_steps = 5
+  config.batch_size = 8
+  config.num_steps = 20
+  config.eval_batch_size = 32
+  config.eval_batches = 2
+  config.eval_every = 10
+  config.log_every = 10
+  config.checkpoint_every = 10
+  config.plot = False
+  return config
+
+
+def select(variant: str, variants: dict) -> ml_collections.ConfigDict:
+  """The config of ``variant``, or a ValueError naming it."""
+  if variant not in variants:
+    raise ValueError(f"unknown config variant {variant!r}; known: {sorted(variants)}")
+  return variants[variant]()

@@ -1,0 +1,58 @@
+"""Parity (Graves 2016, section 3.1): tanh RNN 128, batch 128, M = 100.
+
+Variants: ``default`` (Adam 1e-3, random positions), ``first_k`` (the first-k
+layout of spec section 9 item 6), ``paper`` (Adam 1e-4), ``quick`` (a short
+run for the README: 16 bits), ``tiny`` (tests).
+"""
+
+import ml_collections
+
+from tasks.configs import common
+
+
+def _default() -> ml_collections.ConfigDict:
+  config = common.base_config()
+  config.task = "parity"
+  config.task_options = ml_collections.ConfigDict({"num_bits": 64, "layout": "random"})
+  config.cell = "tanh"
+  config.hidden_size = 128
+  config.batch_size = 128
+  config.num_steps = 100_000
+  config.eval_every = 2_000
+  config.checkpoint_every = 2_000
+  config.log_every = 250
+  return config
+
+
+def _first_k() -> ml_collections.ConfigDict:
+  config = _default()
+  config.task_options.layout = "first_k"
+  return config
+
+
+def _paper() -> ml_collections.ConfigDict:
+  config = _default()
+  config.learning_rate = 1e-4
+  config.num_steps = 1_000_000
+  return config
+
+
+def _quick() -> ml_collections.ConfigDict:
+  config = _default()
+  config.task_options.num_bits = 16
+  config.num_steps = 3_000
+  config.eval_every = 1_000
+  config.log_every = 250
+  config.checkpoint_every = 1_000
+  return config
+
+
+def _tiny() -> ml_collections.ConfigDict:
+  config = common.tiny(_default())
+  config.task_options.num_bits = 8
+  return config
+
+
+def get_config(variant: str = "default") -> ml_collections.ConfigDict:
+  return common.select(variant, {"default": _default, "first_k": _first_k, "paper": _paper,
+                                 "quick": _quick, "tiny": _tiny})

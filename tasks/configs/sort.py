@@ -1,0 +1,40 @@
+"""Sort (Graves 2016, section 3.4): LSTM 512, batch 16, M = 100.
+
+Variants: ``default`` (Adam 1e-3; 2..5 numbers, LSTM 128, a size that learns on
+a CPU), ``paper`` (LSTM 512, 2..15 numbers, Adam 1e-4), ``tiny`` (tests).
+"""
+
+import ml_collections
+
+from tasks.configs import common
+
+
+def _paper() -> ml_collections.ConfigDict:
+  config = common.base_config()
+  config.task = "sort"
+  config.task_options = ml_collections.ConfigDict({"min_length": 2, "max_length": 15})
+  config.cell = "lstm"
+  config.hidden_size = 512
+  config.batch_size = 16
+  config.learning_rate = 1e-4
+  config.num_steps = 1_000_000
+  return config
+
+
+def _default() -> ml_collections.ConfigDict:
+  config = _paper()
+  config.task_options.max_length = 5
+  config.hidden_size = 128
+  config.learning_rate = 1e-3
+  config.num_steps = 100_000
+  return config
+
+
+def _tiny() -> ml_collections.ConfigDict:
+  config = common.tiny(_paper())
+  config.task_options.max_length = 4
+  return config
+
+
+def get_config(variant: str = "default") -> ml_collections.ConfigDict:
+  return common.select(variant, {"default": _default, "paper": _paper, "tiny": _tiny})

@@ -1,0 +1,97 @@
+"""The paper's task networks: a recurrent cell with ACT, without it, or repeated.
+
+* ``mode="act"``: ACT around the cell (:class:`act_jax.nnx.AdaptiveComputationTime`).
+* ``mode="none"``: one update per input, the paper's baseline; the cell reads
+  the same input width, the first-step flag always 1 (spec section 9 item 3).
+* ``mode="repeat"``: a fixed number of updates per input, flag on the first:
+  the "Repeat-RNN" baseline of Fojo et al. 2018 (spec section 6.1).
+
+All three return per-step logits and :class:`act_jax.PonderStats`, so the
+training loop treats them alike.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+import act_jax
+from act_jax.nnx import AdaptiveComputationTime
+
+CELLS = {"tanh": nnx.SimpleCell, "lstm": nnx.LSTMCell, "gru": nnx.GRUCell}
+MODES = ("act", "none", "repeat")
+
+
+class ModelOutput(NamedTuple):
+  """Per-step logits ``[batch, time, outputs]`` and the ponder statistics."""
+
+  logits: jax.Array
+  stats: act_jax.PonderStats
+
+
+class TaskModel(nnx.Module):
+  """A one-layer recurrent classifier that ponders, or not.
+
+  Args:
+    input_size: input features per step, without the first-step flag.
+    hidden_size: the cell's hidden units.
+    output_size: logits per step.
+    cell: ``"tanh"``, ``"lstm"`` or ``"gru"``.
+    mode: ``"act"``, ``"none"`` or ``"repeat"``.
+    repeats: updates per input for ``mode="repeat"``.
+    max_steps, epsilon, halting_bias, backend: ACT settings (``mode="act"``).
+    rngs: parameter initialisation.
+  """
+
+  def __init__(self, *, input_size: int, hidden_size: int, output_size: int, cell: str,
+               mode: str, repeats: int, max_steps: int, epsilon: float,
+               halting_bias: float, backend: str, rngs: nnx.Rngs):
+    if cell not in CELLS:
+      raise ValueError(f"unknown cell {cell!r}; known cells: {sorted(CELLS)}")
+    if mode not in MODES:
+      raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if mode == "repeat" and (not isinstance(repeats, int) or repeats < 1):
+      raise ValueError(f"repeats must be an integer >= 1, got {repeats!r}")
+    self.mode = mode
+    self.repeats = {"act": 0, "none": 1, "repeat": repeats}[mode]
+    recurrent = CELLS[cell](input_size + 1, hidden_size, rngs=rngs)
+    if mode == "act":
+      self.act = AdaptiveComputationTime(
+          recurrent, out_features=output_size, max_steps=max_steps, epsilon=epsilon,
+          halting_bias_init=halting_bias, backend=backend, rngs=rngs)
+    else:
+      self.cell = recurrent
+      self.output = nnx.Linear(hidden_size, output_size, rngs=rngs)
+
+  def __call__(self, inputs: jax.Array, input_mask: jax.Array) -> ModelOutput:
+    """Runs the network over ``inputs [B, T, D]`` from a zero state."""
+    if self.mode == "act":
+      result = self.act.ponder_sequence(inputs, mask=input_mask)
+      return ModelOutput(result.outputs, result.stats)
+    return self._fixed_steps(inputs, input_mask)
+
+  def _fixed_steps(self, inputs: jax.Array, input_mask: jax.Array) -> ModelOutput:
+    """``repeats`` cell updates per input step (flag on the first), no halting."""
+    graphdef, cell_params = nnx.split(self.cell)
+    zeros = jax.eval_shape(lambda: self.cell.initialize_carry(
+        inputs.shape[:1] + (self.cell.in_features,), rngs=nnx.Rngs(0)))
+    carry = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), zeros)
+
+    def one_input(carry, xs):
+      x_t, mask_t = xs
+      cell = nnx.merge(graphdef, cell_params)
+      new = carry
+      for n in range(self.repeats):
+        new, out = cell(new, act_jax.with_first_step_flag(x_t, n))
+      keep = lambda a, b: jnp.where(mask_t.reshape(mask_t.shape + (1,) * (a.ndim - 1)), a, b)
+      return jax.tree.map(keep, new, carry), jnp.where(mask_t[:, None], out, 0.0)
+
+    swap = lambda x: jnp.swapaxes(x, 0, 1)
+    _, outs = jax.lax.scan(one_input, carry, (swap(inputs), swap(input_mask)))
+    steps = jnp.where(input_mask, self.repeats, 0).astype(jnp.int32)
+    last = jax.nn.one_hot(self.repeats - 1, self.repeats) * input_mask[..., None]
+    stats = act_jax.PonderStats(steps, jnp.zeros(steps.shape, jnp.float32), last)
+    return ModelOutput(self.output(swap(outs)), stats)

@@ -1,0 +1,146 @@
+"""The training loop, CLI and checkpoints, on the ``tiny`` configs."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from tasks import train
+from tasks.configs import addition, logic, parity, sort
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = {"parity": parity, "logic": logic, "addition": addition, "sort": sort}
+
+
+def _tiny(task="parity", **overrides):
+  config = CONFIGS[task].get_config("tiny")
+  config.update(overrides)
+  return config
+
+
+@pytest.mark.parametrize("task", sorted(CONFIGS))
+def test_each_task_trains_and_writes_results(task, tmp_path):
+  results = train.train_and_evaluate(_tiny(task), str(tmp_path))
+  saved = json.loads((tmp_path / "results.json").read_text())
+  assert saved["task"] == task and saved["step"] == 20 and saved["act"] is True
+  for key in ("tau", "sequence_error", "mean_steps", "mean_ponder", "by_difficulty"):
+    assert key in saved
+  assert 0.0 <= saved["sequence_error"] <= 1.0
+  assert saved["mean_ponder"] > saved["mean_steps"] >= 1.0  # rho = N + R, R > 0
+  assert sum(row["count"] for row in saved["by_difficulty"].values()) == 64
+  rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  train_rows = [r for r in rows if r["split"] == "train"]
+  assert [r["step"] for r in train_rows] == [10, 20]
+  assert all(np.isfinite(r["loss"]) and r["steps_per_second"] > 0 for r in train_rows)
+  assert any(f.startswith("events") for f in os.listdir(tmp_path / "tensorboard"))
+  assert results["sequence_error"] == saved["sequence_error"]
+
+
+@pytest.mark.parametrize("mode,steps", [("none", 1.0), ("repeat", 3.0)])
+def test_baselines_take_fixed_steps(mode, steps, tmp_path):
+  results = train.train_and_evaluate(_tiny(mode=mode, repeats=3), str(tmp_path))
+  assert results["act"] is False
+  assert results["mean_steps"] == steps and results["mean_ponder"] == steps
+
+
+def _latest_params(workdir):
+  manager = ocp.CheckpointManager(os.path.join(workdir, "checkpoints"))
+  restored = manager.restore(manager.latest_step())
+  manager.close()
+  return manager.latest_step(), restored["model"]
+
+
+def _cli(workdir, *overrides):
+  return [sys.executable, "-m", "launch.train", "--config=tasks/configs/parity.py:tiny",
+          f"--workdir={workdir}", *overrides]
+
+
+def test_sigkill_then_rerun_ends_with_the_uninterrupted_parameters(tmp_path):
+  overrides = ["--config.num_steps=600", "--config.checkpoint_every=50",
+               "--config.log_every=100", "--config.eval_every=1000"]
+  killed = tmp_path / "killed"
+  proc = subprocess.Popen(_cli(killed, *overrides), cwd=REPO, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+  checkpoints = killed / "checkpoints"
+  deadline = time.time() + 120
+  while time.time() < deadline and proc.poll() is None:
+    if checkpoints.is_dir() and any(d.isdigit() for d in os.listdir(checkpoints)):
+      break
+    time.sleep(0.05)
+  assert proc.poll() is None, "the run ended before it could be killed"
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  manager = ocp.CheckpointManager(checkpoints)
+  killed_at = manager.latest_step()
+  manager.close()
+  assert killed_at is not None and killed_at < 600
+
+  rerun = subprocess.run(_cli(killed, *overrides), cwd=REPO, capture_output=True, text=True)
+  assert rerun.returncode == 0, rerun.stderr[-2000:]
+  assert f"resumed from the checkpoint at step {killed_at}" in rerun.stderr
+
+  config = _tiny(num_steps=600, checkpoint_every=50, log_every=100, eval_every=1000)
+  train.train_and_evaluate(config, str(tmp_path / "uninterrupted"))
+  step_a, params_a = _latest_params(killed)
+  step_b, params_b = _latest_params(tmp_path / "uninterrupted")
+  assert step_a == step_b == 600
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
+               params_a, params_b)
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("task", "chess", "unknown task 'chess'"),
+    ("tau", -0.1, "tau.*-0.1"),
+    ("num_steps", 0, "num_steps.*got 0"),
+    ("batch_size", -4, "batch_size.*got -4"),
+    ("epsilon", 1.0, "epsilon.*1.0"),
+    ("max_steps", 0, "max_steps.*got 0"),
+    ("mode", "sometimes", "mode.*'sometimes'"),
+    ("learning_rate", 0.0, "learning_rate.*0.0"),
+])
+def test_bad_config_is_a_clear_error(field, value, message, tmp_path):
+  config = _tiny()
+  config[field] = value
+  with pytest.raises(train.ConfigError, match=message):
+    train.train_and_evaluate(config, str(tmp_path))
+  assert not (tmp_path / "checkpoints").exists()  # nothing ran
+
+
+def test_bad_task_option_and_workdir(tmp_path):
+  config = _tiny()
+  config.task_options.layout = "diagonal"
+  with pytest.raises(train.ConfigError, match="layout.*'diagonal'"):
+    train.train_and_evaluate(config, str(tmp_path))
+  blocker = tmp_path / "file"
+  blocker.write_text("not a directory")
+  with pytest.raises(train.ConfigError, match="not writable"):
+    train.train_and_evaluate(_tiny(), str(blocker / "run"))
+
+
+def test_other_config_or_corrupt_checkpoint_is_an_error_not_a_fresh_start(tmp_path):
+  train.train_and_evaluate(_tiny(), str(tmp_path))
+  with pytest.raises(train.ConfigError, match="another config.*hidden_size: 16 -> 32"):
+    train.train_and_evaluate(_tiny(hidden_size=32), str(tmp_path))
+  longer = _tiny(num_steps=30)  # extending a run is allowed
+  assert train.train_and_evaluate(longer, str(tmp_path))["step"] == 30
+  for root, _, files in os.walk(tmp_path / "checkpoints" / "30"):
+    for name in files:
+      with open(os.path.join(root, name), "wb") as f:
+        f.write(b"garbage")
+  with pytest.raises(train.ConfigError, match="checkpoint at step 30 .* corrupt"):
+    train.train_and_evaluate(_tiny(num_steps=40), str(tmp_path))
+
+
+def test_cli_reports_bad_input_before_compiling(tmp_path):
+  result = subprocess.run(_cli(tmp_path, "--config.tau=-1"), cwd=REPO, capture_output=True,
+                          text=True)
+  assert result.returncode != 0
+  assert "tau" in result.stderr and "-1" in result.stderr
+  assert "Traceback" not in result.stderr
