@@ -92,7 +92,7 @@ def _bce(logits, targets):
 
 
 def _act_train_step(cell, backend: str, max_steps: int, sequence: bool):
-  """Loss (BCE + tau * ponder cost) and its gradient, jit-compiled."""
+  """Jitted (loss and gradient, loss alone, ponder stats) of ACT (BCE + tau * rho)."""
   step_fn = _act_step_fn(cell, sequence)
   options = {} if _CHUNK_STEPS.value is None or backend != "while" else {
       "chunk_steps": _CHUNK_STEPS.value}
@@ -104,12 +104,14 @@ def _act_train_step(cell, backend: str, max_steps: int, sequence: bool):
     return (_bce(outputs @ params["w_y"], targets)
             + act_jax.ponder_penalty(r.stats.ponder_cost, 1e-3))
 
-  return jax.jit(jax.value_and_grad(loss)), jax.jit(lambda *a: run(
-      step_fn, a[0], a[1], a[2], max_steps=max_steps, backend=backend).stats)
+  stats = jax.jit(lambda params, state, x: run(
+      step_fn, params, state, x, max_steps=max_steps, backend=backend).stats)
+  return jax.jit(jax.value_and_grad(loss)), jax.jit(loss), stats
 
 
 def _plain_train_step(cell, steps_per_input: list[int], sequence: bool):
-  """The same cell, unrolled for exactly ``steps_per_input[t]`` updates per input."""
+  """Jitted (loss and gradient, loss alone) of the same cell, unrolled for exactly
+  ``steps_per_input[t]`` updates per input."""
 
   def loss(params, state, x, targets):
     xs = x if sequence else x[:, None]
@@ -121,7 +123,7 @@ def _plain_train_step(cell, steps_per_input: list[int], sequence: bool):
     outputs = jnp.stack(outputs, 1) if sequence else outputs[0]
     return _bce(outputs @ params["w_y"], targets)
 
-  return jax.jit(jax.value_and_grad(loss))
+  return jax.jit(jax.value_and_grad(loss)), jax.jit(loss)
 
 
 def _compile_seconds(fn, *args) -> float:
@@ -156,16 +158,17 @@ def _setting(name, cell, cell_name, *, batch, inputs, hidden, max_steps, time_st
   state = (zeros, zeros) if cell_name == "lstm" else zeros
   args = (params, state, x, targets)
 
-  (while_step, while_stats), (scan_step, _) = (
+  (while_step, while_forward, while_stats), (scan_step, _, _) = (
       _act_train_step(cell, b, max_steps, sequence) for b in ("while", "scan"))
   stats = while_stats(params, state, x)
   per_input = stats.steps if sequence else stats.steps[:, None]
   taken = [int(n) for n in jnp.max(per_input, axis=0)]  # the while loop's iterations
-  plain_step = _plain_train_step(cell, taken, sequence)
+  plain_step, plain_forward = _plain_train_step(cell, taken, sequence)
   compile_s = {v: _compile_seconds(f, *args) for v, f in
                (("while", while_step), ("scan", scan_step), ("plain", plain_step))}
   seconds = _time_side_by_side(
-      {"while": while_step, "scan": scan_step, "plain": plain_step}, args, rounds)
+      {"while": while_step, "scan": scan_step, "plain": plain_step,
+       "while_forward": while_forward, "plain_forward": plain_forward}, args, rounds)
   return {
       "setting": name,
       "mean_steps": float(jnp.mean(stats.steps)),
@@ -174,6 +177,7 @@ def _setting(name, cell, cell_name, *, batch, inputs, hidden, max_steps, time_st
       "compile_s": compile_s,
       "while_over_plain": seconds["while"] / seconds["plain"],
       "scan_over_while": seconds["scan"] / seconds["while"],
+      "forward_while_over_plain": seconds["while_forward"] / seconds["plain_forward"],
   }
 
 
@@ -181,7 +185,7 @@ def _long_sequence_memory_mb(backend: str) -> float:
   """Compiled memory (arguments + outputs + temporaries) of one training step."""
   batch, hidden, inputs, time_steps, max_steps = 16, 128, 32, 200, 100
   params = _params(jax.random.PRNGKey(0), "lstm", inputs, hidden, halting_bias=-0.4)
-  step, _ = _act_train_step(_lstm_cell, backend, max_steps, sequence=True)
+  step, _, _ = _act_train_step(_lstm_cell, backend, max_steps, sequence=True)
   zeros = jnp.zeros((batch, hidden))
   x = jnp.zeros((batch, time_steps, inputs))
   targets = jnp.zeros((batch, time_steps, 1))
@@ -207,6 +211,8 @@ def main(argv):
     print(f"{r['setting']:40s} {r['mean_steps']:6.2f} {r['ms']['while']:9.3f}"
           f" {r['ms']['scan']:9.3f} {r['ms']['plain']:9.3f} {r['while_over_plain']:11.2f}"
           f" {r['scan_over_while']:10.2f}")
+    print(f"{'':40s} forward only: while {r['ms']['while_forward']:.3f} ms, plain "
+          f"{r['ms']['plain_forward']:.3f} ms, ratio {r['forward_while_over_plain']:.2f}")
     print(f"{'':40s} compile s: " + ", ".join(
         f"{k} {v:.2f}" for k, v in r["compile_s"].items())
           + f"; loop iterations per input step: {r['loop_iterations']}")
@@ -215,6 +221,8 @@ def main(argv):
       "parity_scan_over_while": parity["scan_over_while"],
       "lstm_while_over_plain": lstm["while_over_plain"],
       "lstm_scan_over_while": lstm["scan_over_while"],
+      "parity_forward_while_over_plain": parity["forward_while_over_plain"],
+      "lstm_forward_while_over_plain": lstm["forward_while_over_plain"],
       "parity_mean_steps": parity["mean_steps"],
       "lstm_mean_steps": lstm["mean_steps"],
       "parity_ms": parity["ms"],
