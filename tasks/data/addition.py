@@ -29,76 +29,76 @@ LARGEST_MAX_LENGTH = 10
 
 
 def generate(
-    key: jax.Array,
-    batch_size: int,
-    *,
-    max_length: int = MAX_LENGTH,
-    max_digits: int = DIGIT_SLOTS,
-    fixed_length: bool = False,
+  key: jax.Array,
+  batch_size: int,
+  *,
+  max_length: int = MAX_LENGTH,
+  max_digits: int = DIGIT_SLOTS,
+  fixed_length: bool = False,
 ) -> Batch:
-    """Generates a batch of addition sequences.
+  """Generates a batch of addition sequences.
 
-    Args:
-        key: PRNG key.
-        batch_size: Number of sequences B.
-        max_length: Largest sequence length (at most 10, so sums fit in 6 digits).
-        max_digits: Largest digit count D of a number (at most 5).
-        fixed_length: If True every sequence has max_length numbers; otherwise
-            lengths are uniform in 1..max_length.
+  Args:
+    key: PRNG key.
+    batch_size: Number of sequences B.
+    max_length: Largest sequence length (at most 10, so sums fit in 6 digits).
+    max_digits: Largest digit count D of a number (at most 5).
+    fixed_length: If True every sequence has max_length numbers; otherwise
+      lengths are uniform in 1..max_length.
 
-    Returns:
-        A `Batch` with inputs [B, max_length, 50] and targets [B, max_length, 6].
+  Returns:
+    A `Batch` with inputs [B, max_length, 50] and targets [B, max_length, 6].
 
-    Raises:
-        ValueError: If an option is invalid.
-    """
-    check_int("batch_size", batch_size, 1)
-    check_int("max_length", max_length, 1, LARGEST_MAX_LENGTH)
-    check_int("max_digits", max_digits, 1, DIGIT_SLOTS)
-    if not isinstance(fixed_length, bool):
-        raise ValueError(f"fixed_length must be a bool, got {fixed_length!r}")
-    return _generate(key, batch_size, max_length, max_digits, fixed_length)
+  Raises:
+    ValueError: If an option is invalid.
+  """
+  check_int("batch_size", batch_size, 1)
+  check_int("max_length", max_length, 1, LARGEST_MAX_LENGTH)
+  check_int("max_digits", max_digits, 1, DIGIT_SLOTS)
+  if not isinstance(fixed_length, bool):
+    raise ValueError(f"fixed_length must be a bool, got {fixed_length!r}")
+  return _generate(key, batch_size, max_length, max_digits, fixed_length)
 
 
 def _sum_to_classes(total: jax.Array) -> jax.Array:
-    """Writes non-negative sums as digit classes.
+  """Writes non-negative sums as digit classes.
 
-    Args:
-        total: [...] int32 sums below 10**TARGET_SLOTS.
+  Args:
+    total: [...] int32 sums below 10**TARGET_SLOTS.
 
-    Returns:
-        [..., TARGET_SLOTS] int32 digits, most significant first, without
-        leading zeros, followed by BLANK.
-    """
-    powers = 10 ** jnp.arange(1, TARGET_SLOTS)
-    num_digits = 1 + jnp.sum(total[..., None] >= powers, axis=-1)
-    exponent = num_digits[..., None] - 1 - jnp.arange(TARGET_SLOTS)
-    digit = total[..., None] // 10 ** jnp.maximum(exponent, 0) % 10
-    return jnp.where(exponent >= 0, digit, BLANK)
+  Returns:
+    [..., TARGET_SLOTS] int32 digits, most significant first, without
+    leading zeros, followed by BLANK.
+  """
+  powers = 10 ** jnp.arange(1, TARGET_SLOTS)
+  num_digits = 1 + jnp.sum(total[..., None] >= powers, axis=-1)
+  exponent = num_digits[..., None] - 1 - jnp.arange(TARGET_SLOTS)
+  digit = total[..., None] // 10 ** jnp.maximum(exponent, 0) % 10
+  return jnp.where(exponent >= 0, digit, BLANK)
 
 
 @functools.partial(jax.jit, static_argnames=("batch_size", "max_length", "max_digits", "fixed_length"))
 def _generate(key: jax.Array, batch_size: int, max_length: int, max_digits: int, fixed_length: bool) -> Batch:
-    length_key, count_key, digit_key = jax.random.split(key, 3)
-    shape = (batch_size, max_length)
-    if fixed_length:
-        length = jnp.full((batch_size,), max_length)
-    else:
-        length = jax.random.randint(length_key, (batch_size,), 1, max_length + 1)
-    input_mask = lengths_to_mask(length, max_length)
-    num_digits = jnp.where(input_mask, jax.random.randint(count_key, shape, 1, max_digits + 1), 0)
-    digits = jax.random.randint(digit_key, shape + (DIGIT_SLOTS,), 0, 10)
-    used = jnp.arange(DIGIT_SLOTS) < num_digits[..., None]
+  length_key, count_key, digit_key = jax.random.split(key, 3)
+  shape = (batch_size, max_length)
+  if fixed_length:
+    length = jnp.full((batch_size,), max_length)
+  else:
+    length = jax.random.randint(length_key, (batch_size,), 1, max_length + 1)
+  input_mask = lengths_to_mask(length, max_length)
+  num_digits = jnp.where(input_mask, jax.random.randint(count_key, shape, 1, max_digits + 1), 0)
+  digits = jax.random.randint(digit_key, shape + (DIGIT_SLOTS,), 0, 10)
+  used = jnp.arange(DIGIT_SLOTS) < num_digits[..., None]
 
-    exponent = jnp.maximum(num_digits[..., None] - 1 - jnp.arange(DIGIT_SLOTS), 0)
-    numbers = jnp.sum(jnp.where(used, digits * 10**exponent, 0), axis=-1)
-    target_mask = input_mask & (jnp.arange(max_length) >= 1)
-    targets = _sum_to_classes(jnp.cumsum(numbers, axis=1))
-    inputs = jax.nn.one_hot(digits, 10) * used[..., None]
-    return Batch(
-        inputs=inputs.reshape(shape + (INPUT_SIZE,)),
-        targets=jnp.where(target_mask[..., None], targets, 0).astype(jnp.int32),
-        input_mask=input_mask,
-        target_mask=target_mask,
-        difficulty=jnp.max(num_digits, axis=1).astype(jnp.int32),
-    )
+  exponent = jnp.maximum(num_digits[..., None] - 1 - jnp.arange(DIGIT_SLOTS), 0)
+  numbers = jnp.sum(jnp.where(used, digits * 10**exponent, 0), axis=-1)
+  target_mask = input_mask & (jnp.arange(max_length) >= 1)
+  targets = _sum_to_classes(jnp.cumsum(numbers, axis=1))
+  inputs = jax.nn.one_hot(digits, 10) * used[..., None]
+  return Batch(
+    inputs=inputs.reshape(shape + (INPUT_SIZE,)),
+    targets=jnp.where(target_mask[..., None], targets, 0).astype(jnp.int32),
+    input_mask=input_mask,
+    target_mask=target_mask,
+    difficulty=jnp.max(num_digits, axis=1).astype(jnp.int32),
+  )

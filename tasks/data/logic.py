@@ -31,90 +31,90 @@ MAX_LENGTH = 10
 
 # Table 1 of the paper: the output of each gate for (P, Q) = TT, TF, FT, FF.
 TRUTH_TABLE = (
-    (0, 0, 0, 1),  # 1: NOR
-    (0, 0, 1, 0),  # 2: Xq
-    (0, 1, 0, 0),  # 3: ABJ
-    (0, 1, 1, 0),  # 4: XOR
-    (0, 1, 1, 1),  # 5: NAND
-    (1, 0, 0, 0),  # 6: AND
-    (1, 0, 0, 1),  # 7: XNOR
-    (1, 0, 1, 1),  # 8: if/then
-    (1, 1, 0, 1),  # 9: then/if
-    (1, 1, 1, 0),  # 10: OR
+  (0, 0, 0, 1),  # 1: NOR
+  (0, 0, 1, 0),  # 2: Xq
+  (0, 1, 0, 0),  # 3: ABJ
+  (0, 1, 1, 0),  # 4: XOR
+  (0, 1, 1, 1),  # 5: NAND
+  (1, 0, 0, 0),  # 6: AND
+  (1, 0, 0, 1),  # 7: XNOR
+  (1, 0, 1, 1),  # 8: if/then
+  (1, 1, 0, 1),  # 9: then/if
+  (1, 1, 1, 0),  # 10: OR
 )
 
 
 def generate(
-    key: jax.Array, batch_size: int, *, max_length: int = MAX_LENGTH, max_gates: int = NUM_GATES
+  key: jax.Array, batch_size: int, *, max_length: int = MAX_LENGTH, max_gates: int = NUM_GATES
 ) -> Batch:
-    """Generates a batch of logic sequences.
+  """Generates a batch of logic sequences.
 
-    Args:
-        key: PRNG key.
-        batch_size: Number of sequences B.
-        max_length: Largest sequence length; lengths are uniform in 1..max_length.
-        max_gates: Largest gate count per vector (at most 10); counts are
-            uniform in 1..max_gates.
+  Args:
+    key: PRNG key.
+    batch_size: Number of sequences B.
+    max_length: Largest sequence length; lengths are uniform in 1..max_length.
+    max_gates: Largest gate count per vector (at most 10); counts are
+      uniform in 1..max_gates.
 
-    Returns:
-        A `Batch` with inputs [B, max_length, 102] and targets [B, max_length, 1].
+  Returns:
+    A `Batch` with inputs [B, max_length, 102] and targets [B, max_length, 1].
 
-    Raises:
-        ValueError: If an option is invalid.
-    """
-    check_int("batch_size", batch_size, 1)
-    check_int("max_length", max_length, 1)
-    check_int("max_gates", max_gates, 1, NUM_GATES)
-    return _generate(key, batch_size, max_length, max_gates)
+  Raises:
+    ValueError: If an option is invalid.
+  """
+  check_int("batch_size", batch_size, 1)
+  check_int("max_length", max_length, 1)
+  check_int("max_gates", max_gates, 1, NUM_GATES)
+  return _generate(key, batch_size, max_length, max_gates)
 
 
 def _apply_gates(b_prev: jax.Array, b_cur: jax.Array, gates: jax.Array, used: jax.Array) -> jax.Array:
-    """Runs the gate recursion of one step for a batch.
+  """Runs the gate recursion of one step for a batch.
 
-    Args:
-        b_prev: [B] int32 bit b_0.
-        b_cur: [B] int32 bit b_1.
-        gates: [B, NUM_GATES] int32 gate ids in 1..10.
-        used: [B, NUM_GATES] bool, True on the first B chunks.
+  Args:
+    b_prev: [B] int32 bit b_0.
+    b_cur: [B] int32 bit b_1.
+    gates: [B, NUM_GATES] int32 gate ids in 1..10.
+    used: [B, NUM_GATES] bool, True on the first B chunks.
 
-    Returns:
-        [B] int32 bit b_{B+1}.
-    """
-    table = jnp.array(TRUTH_TABLE, jnp.int32)
-    for chunk in range(NUM_GATES):
-        active = used[:, chunk]  # the used chunks come first; later ones leave the bits as they are
-        b_next = table[gates[:, chunk] - 1, 3 - 2 * b_cur - b_prev]  # column of (P, Q)
-        b_prev, b_cur = jnp.where(active, b_cur, b_prev), jnp.where(active, b_next, b_cur)
-    return b_cur
+  Returns:
+    [B] int32 bit b_{B+1}.
+  """
+  table = jnp.array(TRUTH_TABLE, jnp.int32)
+  for chunk in range(NUM_GATES):
+    active = used[:, chunk]  # the used chunks come first; later ones leave the bits as they are
+    b_next = table[gates[:, chunk] - 1, 3 - 2 * b_cur - b_prev]  # column of (P, Q)
+    b_prev, b_cur = jnp.where(active, b_cur, b_prev), jnp.where(active, b_next, b_cur)
+  return b_cur
 
 
 @functools.partial(jax.jit, static_argnames=("batch_size", "max_length", "max_gates"))
 def _generate(key: jax.Array, batch_size: int, max_length: int, max_gates: int) -> Batch:
-    length_key, count_key, gate_key, b0_key, b1_key = jax.random.split(key, 5)
-    shape = (batch_size, max_length)
-    input_mask = lengths_to_mask(jax.random.randint(length_key, (batch_size,), 1, max_length + 1), max_length)
-    gate_count = jax.random.randint(count_key, shape, 1, max_gates + 1)
-    gates = jax.random.randint(gate_key, shape + (NUM_GATES,), 1, NUM_GATES + 1)
-    used = jnp.arange(NUM_GATES) < gate_count[..., None]
-    first_b0 = jax.random.bernoulli(b0_key, shape=(batch_size,)).astype(jnp.int32)
-    b1 = jax.random.bernoulli(b1_key, shape=shape).astype(jnp.int32)
+  length_key, count_key, gate_key, b0_key, b1_key = jax.random.split(key, 5)
+  shape = (batch_size, max_length)
+  input_mask = lengths_to_mask(jax.random.randint(length_key, (batch_size,), 1, max_length + 1), max_length)
+  gate_count = jax.random.randint(count_key, shape, 1, max_gates + 1)
+  gates = jax.random.randint(gate_key, shape + (NUM_GATES,), 1, NUM_GATES + 1)
+  used = jnp.arange(NUM_GATES) < gate_count[..., None]
+  first_b0 = jax.random.bernoulli(b0_key, shape=(batch_size,)).astype(jnp.int32)
+  b1 = jax.random.bernoulli(b1_key, shape=shape).astype(jnp.int32)
 
-    def step(b0, step_inputs):
-        target = _apply_gates(b0, *step_inputs)
-        return target, target
+  def step(b0, step_inputs):
+    target = _apply_gates(b0, *step_inputs)
+    return target, target
 
-    _, targets = lax.scan(step, first_b0, (b1.T, gates.swapaxes(0, 1), used.swapaxes(0, 1)))
-    targets = targets.T
+  _, targets = lax.scan(step, first_b0, (b1.T, gates.swapaxes(0, 1), used.swapaxes(0, 1)))
+  targets = targets.T
 
-    b0 = jnp.zeros(shape, jnp.int32).at[:, 0].set(first_b0)
-    chunks = jax.nn.one_hot(gates - 1, NUM_GATES) * used[..., None]
-    inputs = jnp.concatenate(
-        [b0[..., None], b1[..., None], chunks.reshape(shape + (NUM_GATES * NUM_GATES,))], axis=-1
-    )
-    return Batch(
-        inputs=jnp.where(input_mask[..., None], inputs, 0.0).astype(jnp.float32),
-        targets=jnp.where(input_mask, targets, 0)[..., None],
-        input_mask=input_mask,
-        target_mask=input_mask,
-        difficulty=jnp.max(jnp.where(input_mask, gate_count, 0), axis=1),
-    )
+  b0 = jnp.zeros(shape, jnp.int32).at[:, 0].set(first_b0)
+  chunks = jax.nn.one_hot(gates - 1, NUM_GATES) * used[..., None]
+  inputs = jnp.concatenate(
+    [b0[..., None], b1[..., None], chunks.reshape(shape + (NUM_GATES * NUM_GATES,))], axis=-1
+  )
+  return Batch(
+    inputs=jnp.where(input_mask[..., None], inputs, 0.0).astype(jnp.float32),
+    targets=jnp.where(input_mask, targets, 0)[..., None],
+    input_mask=input_mask,
+    target_mask=input_mask,
+    difficulty=jnp.max(jnp.where(input_mask, gate_count, 0), axis=1),
+  )

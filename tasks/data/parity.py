@@ -23,46 +23,46 @@ LAYOUTS = ("random", "first_k")
 
 
 def generate(
-    key: jax.Array, batch_size: int, *, num_bits: int = INPUT_SIZE, layout: str = "random"
+  key: jax.Array, batch_size: int, *, num_bits: int = INPUT_SIZE, layout: str = "random"
 ) -> Batch:
-    """Generates a batch of parity examples.
+  """Generates a batch of parity examples.
 
-    Args:
-        key: PRNG key.
-        batch_size: Number of examples B.
-        num_bits: Size of the input vector.
-        layout: "random" (non-zeros at a random subset of positions) or
-            "first_k" (non-zeros at the first k positions).
+  Args:
+    key: PRNG key.
+    batch_size: Number of examples B.
+    num_bits: Size of the input vector.
+    layout: "random" (non-zeros at a random subset of positions) or
+      "first_k" (non-zeros at the first k positions).
 
-    Returns:
-        A `Batch` with inputs [B, 1, num_bits] and targets [B, 1, 1].
+  Returns:
+    A `Batch` with inputs [B, 1, num_bits] and targets [B, 1, 1].
 
-    Raises:
-        ValueError: If an option is invalid.
-    """
-    check_int("batch_size", batch_size, 1)
-    check_int("num_bits", num_bits, 1)
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
-    return _generate(key, batch_size, num_bits, layout)
+  Raises:
+    ValueError: If an option is invalid.
+  """
+  check_int("batch_size", batch_size, 1)
+  check_int("num_bits", num_bits, 1)
+  if layout not in LAYOUTS:
+    raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+  return _generate(key, batch_size, num_bits, layout)
 
 
 @functools.partial(jax.jit, static_argnames=("batch_size", "num_bits", "layout"))
 def _generate(key: jax.Array, batch_size: int, num_bits: int, layout: str) -> Batch:
-    count_key, sign_key, position_key = jax.random.split(key, 3)
-    count = jax.random.randint(count_key, (batch_size,), 1, num_bits + 1)
-    signs = jnp.where(jax.random.bernoulli(sign_key, shape=(batch_size, num_bits)), 1.0, -1.0)
-    rank = jnp.broadcast_to(jnp.arange(num_bits), (batch_size, num_bits))
-    if layout == "random":
-        # A uniformly random rank per position; the k lowest ranks are non-zero.
-        rank = jax.random.permutation(position_key, rank, axis=1, independent=True)
-    bits = jnp.where(rank < count[:, None], signs, 0.0)
-    target = jnp.sum(bits > 0, axis=1) % 2
-    ones = jnp.ones((batch_size, 1), bool)
-    return Batch(
-        inputs=bits[:, None, :],
-        targets=target[:, None, None].astype(jnp.int32),
-        input_mask=ones,
-        target_mask=ones,
-        difficulty=count.astype(jnp.int32),
-    )
+  count_key, sign_key, position_key = jax.random.split(key, 3)
+  count = jax.random.randint(count_key, (batch_size,), 1, num_bits + 1)
+  signs = jnp.where(jax.random.bernoulli(sign_key, shape=(batch_size, num_bits)), 1.0, -1.0)
+  rank = jnp.broadcast_to(jnp.arange(num_bits), (batch_size, num_bits))
+  if layout == "random":
+    # A uniformly random rank per position; the k lowest ranks are non-zero.
+    rank = jax.random.permutation(position_key, rank, axis=1, independent=True)
+  bits = jnp.where(rank < count[:, None], signs, 0.0)
+  target = jnp.sum(bits > 0, axis=1) % 2
+  ones = jnp.ones((batch_size, 1), bool)
+  return Batch(
+    inputs=bits[:, None, :],
+    targets=target[:, None, None].astype(jnp.int32),
+    input_mask=ones,
+    target_mask=ones,
+    difficulty=count.astype(jnp.int32),
+  )

@@ -22,45 +22,45 @@ TARGET_SLOTS = 1
 
 
 def generate(key: jax.Array, batch_size: int, *, min_length: int = 2, max_length: int = MAX_LENGTH) -> Batch:
-    """Generates a batch of sort sequences.
+  """Generates a batch of sort sequences.
 
-    Args:
-        key: PRNG key.
-        batch_size: Number of sequences B.
-        min_length: Fewest numbers to sort (at least 1).
-        max_length: Most numbers to sort, in min_length..MAX_LENGTH.
+  Args:
+    key: PRNG key.
+    batch_size: Number of sequences B.
+    min_length: Fewest numbers to sort (at least 1).
+    max_length: Most numbers to sort, in min_length..MAX_LENGTH.
 
-    Returns:
-        A `Batch` with inputs [B, 2 * max_length, 2] and targets
-        [B, 2 * max_length, 1].
+  Returns:
+    A `Batch` with inputs [B, 2 * max_length, 2] and targets
+    [B, 2 * max_length, 1].
 
-    Raises:
-        ValueError: If an option is invalid.
-    """
-    check_int("batch_size", batch_size, 1)
-    check_int("min_length", min_length, 1, MAX_LENGTH)
-    check_int("max_length", max_length, min_length, MAX_LENGTH)
-    return _generate(key, batch_size, min_length, max_length)
+  Raises:
+    ValueError: If an option is invalid.
+  """
+  check_int("batch_size", batch_size, 1)
+  check_int("min_length", min_length, 1, MAX_LENGTH)
+  check_int("max_length", max_length, min_length, MAX_LENGTH)
+  return _generate(key, batch_size, min_length, max_length)
 
 
 @functools.partial(jax.jit, static_argnames=("batch_size", "min_length", "max_length"))
 def _generate(key: jax.Array, batch_size: int, min_length: int, max_length: int) -> Batch:
-    count_key, value_key = jax.random.split(key)
-    count = jax.random.randint(count_key, (batch_size,), min_length, max_length + 1)
-    is_number = lengths_to_mask(count, max_length)
-    values = jnp.where(is_number, jax.random.normal(value_key, (batch_size, max_length)), 0.0)
-    end_flag = jnp.arange(max_length) == count[:, None] - 1
-    number_steps = jnp.stack([values, end_flag.astype(jnp.float32)], axis=-1)
-    inputs = jnp.concatenate([number_steps, jnp.zeros_like(number_steps)], axis=1)
+  count_key, value_key = jax.random.split(key)
+  count = jax.random.randint(count_key, (batch_size,), min_length, max_length + 1)
+  is_number = lengths_to_mask(count, max_length)
+  values = jnp.where(is_number, jax.random.normal(value_key, (batch_size, max_length)), 0.0)
+  end_flag = jnp.arange(max_length) == count[:, None] - 1
+  number_steps = jnp.stack([values, end_flag.astype(jnp.float32)], axis=-1)
+  inputs = jnp.concatenate([number_steps, jnp.zeros_like(number_steps)], axis=1)
 
-    order = jnp.argsort(jnp.where(is_number, values, jnp.inf), axis=1)
-    output_index = jnp.arange(2 * max_length) - count[:, None]
-    target_mask = (output_index >= 0) & (output_index < count[:, None])
-    targets = jnp.take_along_axis(order, jnp.clip(output_index, 0, max_length - 1), axis=1)
-    return Batch(
-        inputs=inputs,
-        targets=jnp.where(target_mask, targets, 0)[..., None].astype(jnp.int32),
-        input_mask=lengths_to_mask(2 * count, 2 * max_length),
-        target_mask=target_mask,
-        difficulty=count.astype(jnp.int32),
-    )
+  order = jnp.argsort(jnp.where(is_number, values, jnp.inf), axis=1)
+  output_index = jnp.arange(2 * max_length) - count[:, None]
+  target_mask = (output_index >= 0) & (output_index < count[:, None])
+  targets = jnp.take_along_axis(order, jnp.clip(output_index, 0, max_length - 1), axis=1)
+  return Batch(
+    inputs=inputs,
+    targets=jnp.where(target_mask, targets, 0)[..., None].astype(jnp.int32),
+    input_mask=lengths_to_mask(2 * count, 2 * max_length),
+    target_mask=target_mask,
+    difficulty=count.astype(jnp.int32),
+  )
