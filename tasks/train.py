@@ -32,7 +32,8 @@ from tasks.registry import Task, get_task
 
 # Fields a resumed run may change; every other field must match the checkpoint's.
 RESUMABLE_CHANGES = frozenset(
-    {"num_steps", "log_every", "eval_every", "eval_batches", "checkpoint_every", "plot"})
+    {"num_steps", "time_budget_minutes", "log_every", "eval_every", "eval_batches",
+     "checkpoint_every", "plot"})
 
 
 class ConfigError(ValueError):
@@ -54,6 +55,9 @@ def validate(config: ml_collections.ConfigDict) -> Task:
   for name in ("num_steps", "batch_size", "eval_batch_size", "eval_batches", "log_every",
                "eval_every", "checkpoint_every", "hidden_size"):
     _positive_int(config, name)
+  budget = config.time_budget_minutes
+  if isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget < 0:
+    raise ConfigError(f"config.time_budget_minutes must be >= 0 (0: none), got {budget!r}")
   if not isinstance(config.learning_rate, (int, float)) or not config.learning_rate > 0:
     raise ConfigError(f"config.learning_rate must be > 0, got {config.learning_rate!r}")
   try:
@@ -272,13 +276,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     manager.save(step, args=ocp.args.StandardSave(_checkpoint_state(model, optimizer)))
 
   start_step, start_time, window = step, time.time(), []
+  out_of_time = lambda: (config.time_budget_minutes > 0
+                         and time.time() - start_time > 60 * config.time_budget_minutes)
   try:
-    while step < config.num_steps:
+    while step < config.num_steps and not out_of_time():
       metrics = _train_step(model, optimizer, generate(
           batch_stream_key(config.seed, step, "train")), tau)
       step += 1
       window.append(metrics)
-      if step % config.log_every == 0 or step == config.num_steps:
+      if step % config.log_every == 0 or step == config.num_steps or out_of_time():
         averaged = {k: float(np.mean([m[k] for m in window])) for k in window[0]}
         window = []
         rate = (step - start_step) / max(time.time() - start_time, 1e-9)

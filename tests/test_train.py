@@ -104,6 +104,7 @@ def test_sigkill_then_rerun_ends_with_the_uninterrupted_parameters(tmp_path):
     ("max_steps", 0, "max_steps.*got 0"),
     ("mode", "sometimes", "mode.*'sometimes'"),
     ("learning_rate", 0.0, "learning_rate.*0.0"),
+    ("time_budget_minutes", -1.0, "time_budget_minutes.*-1.0"),
 ])
 def test_bad_config_is_a_clear_error(field, value, message, tmp_path):
   config = _tiny()
@@ -144,3 +145,10 @@ def test_cli_reports_bad_input_before_compiling(tmp_path):
   assert result.returncode != 0
   assert "tau" in result.stderr and "-1" in result.stderr
   assert "Traceback" not in result.stderr
+
+
+def test_time_budget_stops_early_and_still_writes_results(tmp_path):
+  results = train.train_and_evaluate(_tiny(time_budget_minutes=1e-9, num_steps=10_000),
+                                     str(tmp_path))
+  assert results["step"] < 10_000
+  assert json.loads((tmp_path / "results.json").read_text())["step"] == results["step"]

@@ -22,6 +22,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.learning_rate = 1e-3  # the paper: 1e-4 with 16 Hogwild threads (variant "paper")
   config.batch_size = 16
   config.num_steps = 100_000
+  config.time_budget_minutes = 0.0  # > 0: stop after this much training time (this process)
   config.seed = 0
   # Evaluation, logging, checkpoints.
   config.eval_batch_size = 1000
