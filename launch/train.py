@@ -34,6 +34,9 @@ def main(argv):
     results = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except train.ConfigError as e:
     raise app.UsageError(str(e)) from e
+  except KeyboardInterrupt:
+    print("interrupted: the last step is checkpointed; run the same command to resume")
+    raise SystemExit(130) from None
   print(train.summary_table(results))
   print(f"results: {_WORKDIR.value}/results.json")
 
