@@ -8,7 +8,8 @@ The functional core needs only JAX:
 * :func:`ponder_sequence` runs it over a sequence of input steps.
 * :func:`ponder_penalty` is the ``tau * P`` term of the loss.
 
-Flax wrappers live in :mod:`act_jax.nnx` (NNX) and :mod:`act_jax.linen`.
+Flax wrappers live in :mod:`act_jax.nnx` (NNX) and :mod:`act_jax.linen`;
+ACT over depth (Universal Transformer style) in :mod:`act_jax.depth`.
 """
 
 from act_jax.losses import check_time_penalty, ponder_penalty

@@ -24,8 +24,10 @@ from act_jax import ponder_loop
 from act_jax import sequence as sequence_lib
 
 
-def _apply_module(graphdef, params, *args):
-  return nnx.merge(graphdef, params)(*args)
+def apply_merged(graphdef: nnx.GraphDef, state: nnx.State, *args: Any) -> Any:
+  """Calls the module ``nnx.merge(graphdef, state)`` on ``args``: an NNX module
+  as a pure function of its split state, for the functional core."""
+  return nnx.merge(graphdef, state)(*args)
 
 
 class AdaptiveComputationTime(nnx.Module):
@@ -89,8 +91,8 @@ class AdaptiveComputationTime(nnx.Module):
   def _step_fn_and_params(self):
     cell_def, cell_params = nnx.split(self.cell)
     halting_def, halting_params = nnx.split(self.halting)
-    step_fn = cells.cell_step_fn(functools.partial(_apply_module, cell_def),
-                                 functools.partial(_apply_module, halting_def),
+    step_fn = cells.cell_step_fn(functools.partial(apply_merged, cell_def),
+                                 functools.partial(apply_merged, halting_def),
                                  self.halting_reads)
     return step_fn, (cell_params, halting_params)
 

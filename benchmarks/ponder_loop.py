@@ -27,15 +27,13 @@ from __future__ import annotations
 
 import functools
 import json
-import statistics
-import time
-from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 from absl import app, flags
 
 import act_jax
+import timing  # benchmarks/timing.py, beside this script
 
 _JSON = flags.DEFINE_bool("json", False, "Print one JSON object on the last line.")
 _ROUNDS = flags.DEFINE_integer("rounds", 30, "Timed rounds per variant (interleaved).")
@@ -126,25 +124,6 @@ def _plain_train_step(cell, steps_per_input: list[int], sequence: bool):
   return jax.jit(jax.value_and_grad(loss)), jax.jit(loss)
 
 
-def _compile_seconds(fn, *args) -> float:
-  start = time.perf_counter()
-  fn.lower(*args).compile()
-  return time.perf_counter() - start
-
-
-def _time_side_by_side(fns: dict[str, Callable], args, rounds: int) -> dict[str, float]:
-  """Median seconds per call, the variants interleaved round by round."""
-  for fn in fns.values():  # warm up (and compile)
-    jax.block_until_ready(fn(*args))
-  samples = {name: [] for name in fns}
-  for _ in range(rounds):
-    for name, fn in fns.items():
-      start = time.perf_counter()
-      jax.block_until_ready(fn(*args))
-      samples[name].append(time.perf_counter() - start)
-  return {name: statistics.median(t) for name, t in samples.items()}
-
-
 def _setting(name, cell, cell_name, *, batch, inputs, hidden, max_steps, time_steps,
              halting_bias, rounds):
   key = jax.random.PRNGKey(0)
@@ -164,9 +143,9 @@ def _setting(name, cell, cell_name, *, batch, inputs, hidden, max_steps, time_st
   per_input = stats.steps if sequence else stats.steps[:, None]
   taken = [int(n) for n in jnp.max(per_input, axis=0)]  # the while loop's iterations
   plain_step, plain_forward = _plain_train_step(cell, taken, sequence)
-  compile_s = {v: _compile_seconds(f, *args) for v, f in
+  compile_s = {v: timing.compile_seconds(f, *args) for v, f in
                (("while", while_step), ("scan", scan_step), ("plain", plain_step))}
-  seconds = _time_side_by_side(
+  seconds = timing.median_seconds(
       {"while": while_step, "scan": scan_step, "plain": plain_step,
        "while_forward": while_forward, "plain_forward": plain_forward}, args, rounds)
   return {
