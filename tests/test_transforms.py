@@ -187,3 +187,35 @@ def test_mismatched_shapes_and_dtypes_name_the_leaf():
   int_logit = lambda p, s, x_, n: PonderStep(s, s, jnp.zeros(s.shape[:1], jnp.int32))
   with pytest.raises(ValueError, match="halting_logit must be floating"):
     act_jax.ponder(int_logit, {}, state, x, max_steps=3)
+
+
+@pytest.mark.parametrize("chunk_steps", [2, 8])
+def test_integer_inputs_get_no_gradient_and_params_match_scan(chunk_steps):
+  # Byte or token inputs (a language model) are integers: the while backend's
+  # custom VJP must give them float0 cotangents and still differentiate the
+  # embedding they index.
+  def step_fn(params, state, tokens, n):
+    x = params["embed"][tokens]
+    x = act_jax.with_first_step_flag(x, n)
+    state = jnp.tanh(x @ params["w_x"] + state @ params["w_s"])
+    return PonderStep(state, state, state @ params["w_h"] + params["b_h"])
+
+  k = jax.random.split(jax.random.PRNGKey(14), 4)
+  params = {"embed": jax.random.normal(k[0], (10, 3)), "w_x": jax.random.normal(k[1], (4, 5)),
+            "w_s": jax.random.normal(k[2], (5, 5)) * 0.5,
+            "w_h": jax.random.normal(k[3], (5,)), "b_h": jnp.float32(-1.0)}
+  tokens = jnp.array([1, 4, 4, 9, 0, 7])
+  state = jnp.zeros((6, 5))
+
+  def loss(params, tokens, backend):
+    r = act_jax.ponder(step_fn, params, state, tokens, max_steps=6, backend=backend,
+                       chunk_steps=chunk_steps)
+    return jnp.sum(r.output ** 2) + 0.1 * jnp.sum(r.stats.ponder_cost)
+
+  g_while, g_tokens = jax.grad(loss, argnums=(0, 1), allow_int=True)(params, tokens, "while")
+  g_scan = jax.grad(loss)(params, tokens, "scan")
+  assert g_tokens.dtype == jax.dtypes.float0
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+               g_while, g_scan)
+  assert float(jnp.abs(g_while["embed"][4]).sum()) > 0
+  np.testing.assert_array_equal(g_while["embed"][2], 0.0)  # token 2 never appears
