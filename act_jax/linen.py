@@ -42,6 +42,7 @@ class AdaptiveComputationTime(nn.Module):
   halting_bias_init: float = 1.0
   halting_reads: Callable[[Any], jax.Array] = cells.full_state
   backend: ponder_loop.Backend = "while"
+  chunk_steps: int = ponder_loop.DEFAULT_CHUNK_STEPS
 
   def setup(self):
     ponder_loop.check_ponder_config(self.max_steps, self.epsilon, self.backend)
@@ -73,7 +74,8 @@ class AdaptiveComputationTime(nn.Module):
     """One input step: ``(s_{t-1}, x_t) -> (s_t, (y_t, stats))``; see the NNX module."""
     step_fn, params = self._step_fn_and_params(carry, inputs)
     result = ponder_loop.ponder(step_fn, params, carry, inputs, max_steps=self.max_steps,
-                                epsilon=self.epsilon, mask=mask, backend=self.backend)
+                                epsilon=self.epsilon, mask=mask, backend=self.backend,
+                                chunk_steps=self.chunk_steps)
     return result.state, (self._project(result.output), result.stats)
 
   def ponder_sequence(
@@ -94,5 +96,5 @@ class AdaptiveComputationTime(nn.Module):
     result = sequence_lib.ponder_sequence(
         step_fn, params, initial_carry, inputs, max_steps=self.max_steps,
         epsilon=self.epsilon, mask=mask, lengths=lengths, backend=self.backend,
-        remat=remat)
+        chunk_steps=self.chunk_steps, remat=remat)
     return result._replace(outputs=self._project(result.outputs))

@@ -57,6 +57,7 @@ class AdaptiveComputationTime(nnx.Module):
       halting_bias_init: float = 1.0,
       halting_reads: Callable[[Any], jax.Array] = cells.full_state,
       backend: ponder_loop.Backend = "while",
+      chunk_steps: int = ponder_loop.DEFAULT_CHUNK_STEPS,
       rngs: nnx.Rngs,
   ):
     ponder_loop.check_ponder_config(max_steps, epsilon, backend)
@@ -72,6 +73,7 @@ class AdaptiveComputationTime(nnx.Module):
     self.max_steps = max_steps
     self.epsilon = epsilon
     self.backend = backend
+    self.chunk_steps = chunk_steps
     self.halting_reads = halting_reads
     carry = self._carry_shape((1,))
     halting_in = jax.eval_shape(halting_reads, carry).shape[-1]
@@ -112,7 +114,8 @@ class AdaptiveComputationTime(nnx.Module):
     """
     step_fn, params = self._step_fn_and_params()
     result = ponder_loop.ponder(step_fn, params, carry, inputs, max_steps=self.max_steps,
-                               epsilon=self.epsilon, mask=mask, backend=self.backend)
+                               epsilon=self.epsilon, mask=mask, backend=self.backend,
+                               chunk_steps=self.chunk_steps)
     return result.state, (self._project(result.output), result.stats)
 
   def ponder_sequence(
@@ -137,5 +140,5 @@ class AdaptiveComputationTime(nnx.Module):
     result = sequence_lib.ponder_sequence(
         step_fn, params, initial_carry, inputs, max_steps=self.max_steps,
         epsilon=self.epsilon, mask=mask, lengths=lengths, backend=self.backend,
-        remat=remat)
+        chunk_steps=self.chunk_steps, remat=remat)
     return result._replace(outputs=self._project(result.outputs))
