@@ -1,0 +1,282 @@
+"""Byte data of the Hutter-prize Wikipedia task (Graves 2016 §3.5; spec §3.5, §9 item 11).
+
+The data is the raw bytes of enwik8 (XML and wiki markup included), one byte
+per input step with the next byte as target. The file is split into train /
+valid / test by byte position: [0, 90M), [90M, 95M), [95M, 100M) for enwik8.
+Any other byte file (e.g. the test file enwik6) is split by the same
+proportions with integer arithmetic: train = n * 90 // 100 bytes, valid =
+n * 5 // 100 bytes and test = the rest (so the three splits always tile the
+file; for 10^8 and 10^6 bytes the proportions are exact).
+
+Training windows of `window + 1` consecutive bytes (500 + 1 in the paper) are
+sampled at random positions; the model state is reset at the start of every
+window. Evaluation walks a held-out split in consecutive non-overlapping
+windows, so every predicted byte of the split is counted exactly once.
+
+Files are memory-mapped (`np.memmap`, read only); only the bytes a batch
+needs are read from disk.
+"""
+
+import hashlib
+import os
+import string
+import zipfile
+from collections.abc import Iterator
+
+import jax
+import numpy as np
+
+from tasks.data.batch import check_int
+
+ENWIK8_SHA1 = "57b8363b814821dc9d47aa4d41f58733519076b2"
+ENWIK8_SIZE = 10**8
+ENWIK8_NAME = "enwik8"  # file name, and the name of the member of enwik8.zip
+SPLITS = ("train", "valid", "test")
+SPLIT_PERCENT = (90, 5, 5)  # train / valid / test share of the file
+WINDOW = 500  # paper value: bytes per training sequence
+NUM_SYMBOLS = 256  # one class per byte value
+
+CHARACTER_CLASSES = ("space", "letter", "digit", "punctuation", "angle", "newline", "other")
+
+_SHA1_CHUNK = 1 << 20
+
+
+def _sha1(path: str) -> str:
+  """Returns the hex SHA-1 of a file, read in chunks."""
+  digest = hashlib.sha1()
+  with open(path, "rb") as f:
+    while chunk := f.read(_SHA1_CHUNK):
+      digest.update(chunk)
+  return digest.hexdigest()
+
+
+def _check_enwik8(path: str) -> None:
+  """Checks the size and SHA-1 of a file that claims to be enwik8.
+
+  Raises:
+    ValueError: If the size or the SHA-1 differs from the published values.
+  """
+  size = os.path.getsize(path)
+  if size != ENWIK8_SIZE:
+    raise ValueError(
+      f"{path!r} is named {ENWIK8_NAME} but has {size} bytes, expected {ENWIK8_SIZE} "
+      "(pass check_sha1=False to skip the size and SHA-1 check)"
+    )
+  actual = _sha1(path)
+  if actual != ENWIK8_SHA1:
+    raise ValueError(
+      f"{path!r} has SHA-1 {actual}, expected {ENWIK8_SHA1} for {ENWIK8_NAME} "
+      "(pass check_sha1=False to skip the size and SHA-1 check)"
+    )
+
+
+def _extract_enwik8(zip_path: str) -> str:
+  """Extracts the `enwik8` member of a zip next to it, once.
+
+  Returns:
+    Path of the extracted file, `<dir of zip>/enwik8`.
+
+  Raises:
+    ValueError: If the zip has no `enwik8` member.
+    PermissionError: If the file is not extracted yet and the directory of
+      the zip is not writable.
+  """
+  directory = os.path.dirname(os.path.abspath(zip_path))
+  target = os.path.join(directory, ENWIK8_NAME)
+  with zipfile.ZipFile(zip_path) as archive:
+    if ENWIK8_NAME not in archive.namelist():
+      raise ValueError(
+        f"zip file {zip_path!r} has no member named {ENWIK8_NAME!r}; members: {archive.namelist()[:10]}"
+      )
+    if os.path.exists(target):
+      return target
+    if not os.access(directory, os.W_OK):
+      raise PermissionError(
+        f"cannot extract {ENWIK8_NAME!r} from {zip_path!r}: directory {directory!r} is not "
+        f"writable; extract it yourself (e.g. `unzip {zip_path} -d DIR`) and pass DIR/{ENWIK8_NAME}"
+      )
+    partial = target + f".partial-{os.getpid()}"
+    try:
+      with archive.open(ENWIK8_NAME) as src, open(partial, "wb") as dst:
+        while chunk := src.read(_SHA1_CHUNK):
+          dst.write(chunk)
+      os.replace(partial, target)  # atomic: a crash never leaves a truncated enwik8
+    finally:
+      if os.path.exists(partial):
+        os.remove(partial)
+  return target
+
+
+def load_bytes(path: str, check_sha1: bool = True) -> np.ndarray:
+  """Memory-maps a byte file, or the `enwik8` member of `enwik8.zip`.
+
+  A path ending in ".zip" must hold a member named `enwik8`; it is extracted
+  once to `<dir of zip>/enwik8` (reused if already there) and that file is
+  mapped. A file named `enwik8` (given directly or extracted) is checked
+  against the published size (10^8 bytes) and SHA-1 unless `check_sha1` is
+  False; the size check is part of that check, so `check_sha1=False` also
+  accepts a smaller file named enwik8. Other files are not checked.
+
+  Args:
+    path: Path of a raw byte file or of a zip holding `enwik8`.
+    check_sha1: Whether to check the size and SHA-1 of enwik8 (takes a few
+      seconds on 100 MB).
+
+  Returns:
+    A read-only uint8 `np.memmap` of the whole file (not copied).
+
+  Raises:
+    FileNotFoundError: If `path` does not exist.
+    ValueError: If the file is empty, the zip has no `enwik8` member, or the
+      enwik8 size or SHA-1 check fails. The message names the path.
+    PermissionError: If a zip must be extracted into a non-writable directory.
+  """
+  path = os.fspath(path)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"byte file {path!r} does not exist")
+  if path.endswith(".zip"):
+    path = _extract_enwik8(path)
+  if os.path.getsize(path) == 0:
+    raise ValueError(f"byte file {path!r} is empty")
+  if check_sha1 and os.path.basename(path) == ENWIK8_NAME:
+    _check_enwik8(path)
+  return np.memmap(path, dtype=np.uint8, mode="r")
+
+
+def split_sizes(num_bytes: int) -> tuple[int, int, int]:
+  """Returns the (train, valid, test) sizes of a file of `num_bytes` bytes.
+
+  train = num_bytes * 90 // 100, valid = num_bytes * 5 // 100, test = the
+  rest; for enwik8 this is exactly 90M / 5M / 5M.
+  """
+  train = num_bytes * SPLIT_PERCENT[0] // 100
+  valid = num_bytes * SPLIT_PERCENT[1] // 100
+  return train, valid, num_bytes - train - valid
+
+
+def split_bytes(data: np.ndarray, split: str) -> np.ndarray:
+  """Returns one split of a byte array as a view (no copy).
+
+  Args:
+    data: [N] uint8 bytes of the whole file.
+    split: "train" (first 90%), "valid" (next 5%) or "test" (last 5%); see
+      `split_sizes`.
+
+  Returns:
+    A view of `data` holding the split.
+
+  Raises:
+    ValueError: If `split` is unknown.
+  """
+  if split not in SPLITS:
+    raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+  train, valid, _ = split_sizes(len(data))
+  bounds = {"train": (0, train), "valid": (train, train + valid), "test": (train + valid, len(data))}
+  start, stop = bounds[split]
+  return data[start:stop]
+
+
+def sample_windows(
+  data: np.ndarray, key: jax.Array, batch_size: int, window: int = WINDOW
+) -> tuple[np.ndarray, np.ndarray]:
+  """Samples random windows of consecutive bytes for next-byte prediction.
+
+  Starts are drawn uniformly from [0, len(data) - window - 1] with
+  `jax.random.randint`; the bytes are gathered on the host, so only the
+  sampled bytes of a memory-mapped file are read.
+
+  Args:
+    data: [N] uint8 bytes of one split.
+    key: PRNG key.
+    batch_size: Number of windows B.
+    window: Steps per window T (500 in the paper).
+
+  Returns:
+    (inputs, targets), both [B, window] uint8; targets[b, t] is the byte
+    following inputs[b, t].
+
+  Raises:
+    ValueError: If an option is invalid or the split is shorter than
+      window + 1 bytes.
+  """
+  check_int("batch_size", batch_size, 1)
+  check_int("window", window, 1)
+  if len(data) < window + 1:
+    raise ValueError(f"split has {len(data)} bytes, fewer than window + 1 = {window + 1}")
+  starts = np.asarray(jax.random.randint(key, (batch_size,), 0, len(data) - window), dtype=np.int64)
+  chunks = np.asarray(data[starts[:, None] + np.arange(window + 1)], dtype=np.uint8)
+  return chunks[:, :-1], chunks[:, 1:]
+
+
+def eval_windows(
+  data: np.ndarray, batch_size: int, window: int = WINDOW
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+  """Walks a whole split in consecutive non-overlapping windows.
+
+  Window i predicts targets data[i * window + 1 : (i + 1) * window + 1] from
+  the preceding bytes; the state is reset per window, as in training. Batch j
+  holds windows j * B .. j * B + B - 1 in rows. The last window and the last
+  batch are padded with zeros and masked, so the masked targets of all
+  batches, in order, are exactly data[1:] (len(data) - 1 targets). Padded
+  targets are 0; padded inputs are 0 except the one following the last real
+  input, which holds the split's last byte (it has no target to predict).
+
+  Args:
+    data: [N] uint8 bytes of one split, N >= 2.
+    batch_size: Windows per batch B.
+    window: Steps per window T.
+
+  Yields:
+    (inputs, targets, mask): [B, window] uint8, uint8 and bool arrays of a
+    static shape; mask is True where the target is a real byte.
+
+  Raises:
+    ValueError: If an option is invalid or the split has fewer than 2 bytes.
+  """
+  check_int("batch_size", batch_size, 1)
+  check_int("window", window, 1)
+  if len(data) < 2:
+    raise ValueError(f"split has {len(data)} bytes, need at least 2 to predict one")
+  num_targets = len(data) - 1
+  per_batch = batch_size * window
+  for first in range(0, num_targets, per_batch):
+    chunk = np.zeros(per_batch + 1, np.uint8)
+    piece = data[first : first + per_batch + 1]
+    chunk[: len(piece)] = piece
+    valid = min(per_batch, num_targets - first)
+    mask = (np.arange(per_batch) < valid).reshape(batch_size, window)
+    yield chunk[:-1].reshape(batch_size, window), chunk[1:].reshape(batch_size, window), mask
+
+
+def _class_table() -> np.ndarray:
+  table = np.full(256, CHARACTER_CLASSES.index("other"), np.int32)
+  table[ord(" ")] = CHARACTER_CLASSES.index("space")
+  for c in string.ascii_letters:
+    table[ord(c)] = CHARACTER_CLASSES.index("letter")
+  for c in string.digits:
+    table[ord(c)] = CHARACTER_CLASSES.index("digit")
+  for c in string.punctuation:
+    table[ord(c)] = CHARACTER_CLASSES.index("punctuation")
+  table[[ord("<"), ord(">")]] = CHARACTER_CLASSES.index("angle")
+  table[ord("\n")] = CHARACTER_CLASSES.index("newline")
+  return table
+
+
+_CLASS_TABLE = _class_table()
+
+
+def character_class(byte_values: np.ndarray) -> np.ndarray:
+  """Maps byte values to character classes, for ponder-by-class tables.
+
+  Classes, as indices into `CHARACTER_CLASSES`: "space" (b" "), "letter"
+  (ASCII a-z, A-Z), "digit" (0-9), "punctuation" (ASCII punctuation except
+  < and >), "angle" (< or >), "newline" (b"\\n") and "other" (everything
+  else: tabs, carriage returns, other control bytes and all non-ASCII bytes).
+
+  Args:
+    byte_values: Integer array of byte values in [0, 255], any shape.
+
+  Returns:
+    int32 array of the same shape with class indices.
+  """
+  return _CLASS_TABLE[np.asarray(byte_values, dtype=np.uint8)]
