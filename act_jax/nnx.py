@@ -30,6 +30,13 @@ def apply_merged(graphdef: nnx.GraphDef, state: nnx.State, *args: Any) -> Any:
   return nnx.merge(graphdef, state)(*args)
 
 
+def zero_carry(cell: nnx.Module, batch_shape: tuple[int, ...]) -> Any:
+  """An all-zero carry of an NNX recurrent cell for ``batch_shape``."""
+  shapes = jax.eval_shape(lambda: cell.initialize_carry(
+      tuple(batch_shape) + (cell.in_features,), rngs=nnx.Rngs(0)))
+  return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+
 class AdaptiveComputationTime(nnx.Module):
   """An NNX recurrent cell that ponders: ``(carry, x) -> (carry, (y, stats))``.
 
@@ -75,20 +82,15 @@ class AdaptiveComputationTime(nnx.Module):
     self.backend = backend
     self.chunk_steps = chunk_steps
     self.halting_reads = halting_reads
-    carry = self._carry_shape((1,))
-    halting_in = jax.eval_shape(halting_reads, carry).shape[-1]
+    halting_in = jax.eval_shape(halting_reads, zero_carry(cell, (1,))).shape[-1]
     self.halting = nnx.Linear(
         halting_in, 1, bias_init=nnx.initializers.constant(halting_bias_init), rngs=rngs)
     self.output = (None if out_features is None else
                    nnx.Linear(cell.hidden_features, out_features, rngs=rngs))
 
-  def _carry_shape(self, batch_shape: tuple[int, ...]):
-    return jax.eval_shape(lambda: self.cell.initialize_carry(
-        batch_shape + (self.cell.in_features,), rngs=nnx.Rngs(0)))
-
   def initialize_carry(self, batch_shape: tuple[int, ...]) -> Any:
     """The zero state ``s_0`` for a batch (the paper resets the state to 0)."""
-    return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), self._carry_shape(batch_shape))
+    return zero_carry(self.cell, batch_shape)
 
   def _step_fn_and_params(self):
     cell_def, cell_params = nnx.split(self.cell)

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 import act_jax
-from act_jax.nnx import AdaptiveComputationTime
+from act_jax.nnx import AdaptiveComputationTime, zero_carry
 
 CELLS = {"tanh": nnx.SimpleCell, "lstm": nnx.LSTMCell, "gru": nnx.GRUCell}
 MODES = ("act", "none", "repeat")
@@ -76,9 +76,7 @@ class TaskModel(nnx.Module):
   def _fixed_steps(self, inputs: jax.Array, input_mask: jax.Array) -> ModelOutput:
     """``repeats`` cell updates per input step (flag on the first), no halting."""
     graphdef, cell_params = nnx.split(self.cell)
-    zeros = jax.eval_shape(lambda: self.cell.initialize_carry(
-        inputs.shape[:1] + (self.cell.in_features,), rngs=nnx.Rngs(0)))
-    carry = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), zeros)
+    carry = zero_carry(self.cell, inputs.shape[:1])
 
     def one_input(carry, xs):
       x_t, mask_t = xs

@@ -8,7 +8,8 @@ targets on the missing steps, and both masks are False there.
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
+
+from act_jax.sequence import lengths_to_mask  # noqa: F401  (re-exported for the generators)
 
 SPLITS = ("train", "eval")
 
@@ -75,16 +76,3 @@ def check_int(name: str, value: int, low: int, high: int | None = None) -> None:
   if not is_int or value < low or (high is not None and value > high):
     allowed = f">= {low}" if high is None else f"in [{low}, {high}]"
     raise ValueError(f"{name} must be an integer {allowed}, got {value!r}")
-
-
-def lengths_to_mask(lengths: jax.Array, max_length: int) -> jax.Array:
-  """Turns sequence lengths into a step mask.
-
-  Args:
-    lengths: [B] integer lengths.
-    max_length: Padded length T.
-
-  Returns:
-    [B, T] bool mask, True on the first `lengths[b]` steps of row b.
-  """
-  return jnp.arange(max_length) < lengths[:, None]
