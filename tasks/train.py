@@ -10,6 +10,7 @@ from, and ``results.json`` at the end.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -168,9 +169,20 @@ def _eval_step(model, batch):
   return {"wrong": wrong, "steps": steps, "ponder": ponder, "difficulty": batch.difficulty}
 
 
-def evaluate(model, task: Task, config: ml_collections.ConfigDict) -> dict[str, Any]:
+@functools.lru_cache(maxsize=None)
+def _batch_fn(task_name: str, batch_size: int, options: tuple[tuple[str, Any], ...]):
+  """The jitted ``key -> Batch`` of a task, built once per task, size and options."""
+  task = get_task(task_name)
+  return jax.jit(lambda key: task.batch(key, batch_size, dict(options)))
+
+
+def _batches(config: ml_collections.ConfigDict, batch_size: int):
+  return _batch_fn(config.task, batch_size, tuple(sorted(config.task_options.items())))
+
+
+def evaluate(model, config: ml_collections.ConfigDict) -> dict[str, Any]:
   """Sequence error, mean N and mean rho on held-out batches, and by difficulty."""
-  generate = jax.jit(lambda key: task.batch(key, config.eval_batch_size, config.task_options))
+  generate = _batches(config, config.eval_batch_size)
   parts = [jax.device_get(_eval_step(model, generate(batch_stream_key(config.seed, i, "eval"))))
            for i in range(config.eval_batches)]
   per_example = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
@@ -269,7 +281,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   if step:
     logging.info("resumed from the checkpoint at step %d", step)
   writer = _MetricWriter(workdir)
-  generate = jax.jit(lambda key: task.batch(key, config.batch_size, config.task_options))
+  generate = _batches(config, config.batch_size)
   tau = float(config.tau)
 
   def save(step: int) -> None:
@@ -295,7 +307,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             averaged["mean_steps"], averaged["mean_ponder"],
             _format_seconds((config.num_steps - step) / rate))
       if step % config.eval_every == 0 and step < config.num_steps:
-        result = evaluate(model, task, config)
+        result = evaluate(model, config)
         writer.write(step, "eval", result)
         logging.info("eval at step %d | sequence error %.4f | N %.2f | rho %.2f", step,
                      result["sequence_error"], result["mean_steps"], result["mean_ponder"])
@@ -310,7 +322,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   manager.wait_until_finished()
   manager.close()
 
-  result = evaluate(model, task, config)
+  result = evaluate(model, config)
   writer.write(step, "eval", result)
   writer.close()
   results = {"task": config.task, "step": step, "tau": tau, "act": config.mode == "act",
