@@ -36,7 +36,8 @@ class TaskModel(nnx.Module):
   """A one-layer recurrent classifier that ponders, or not.
 
   Args:
-    input_size: input features per step, without the first-step flag.
+    input_size: input features per step, without the first-step flag; integer
+      (token) inputs ``[B, T]`` are one-hot encoded to this size.
     hidden_size: the cell's hidden units.
     output_size: logits per step.
     cell: ``"tanh"``, ``"lstm"`` or ``"gru"``.
@@ -56,6 +57,7 @@ class TaskModel(nnx.Module):
     if mode == "repeat" and (not isinstance(repeats, int) or repeats < 1):
       raise ValueError(f"repeats must be an integer >= 1, got {repeats!r}")
     self.mode = mode
+    self.input_size = input_size
     self.repeats = {"act": 0, "none": 1, "repeat": repeats}[mode]
     recurrent = CELLS[cell](input_size + 1, hidden_size, rngs=rngs)
     if mode == "act":
@@ -67,7 +69,9 @@ class TaskModel(nnx.Module):
       self.output = nnx.Linear(hidden_size, output_size, rngs=rngs)
 
   def __call__(self, inputs: jax.Array, input_mask: jax.Array) -> ModelOutput:
-    """Runs the network over ``inputs [B, T, D]`` from a zero state."""
+    """Runs the network over ``inputs`` (``[B, T, D]`` or tokens ``[B, T]``) from a zero state."""
+    if jnp.issubdtype(inputs.dtype, jnp.integer):
+      inputs = jax.nn.one_hot(inputs, self.input_size)
     if self.mode == "act":
       result = self.act.ponder_sequence(inputs, mask=input_mask)
       return ModelOutput(result.outputs, result.stats)

@@ -1,14 +1,36 @@
-"""The synthetic tasks of Graves (2016) section 3, by name: data and output shapes."""
+"""The tasks of Graves (2016) section 3, by name: their data, sizes and metric.
+
+A task hands the training loop a :class:`BatchSource`: training batches by
+step, and a held-out stream for evaluation. The synthetic tasks (parity,
+logic, addition, sort) generate both from ``(seed, step, split)``; the
+Wikipedia task (``text``) reads them from a byte file.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
-from typing import Any
+import functools
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Protocol
 
 import jax
+import ml_collections
 
-from tasks.data import Batch, addition, logic, parity, sort
+from tasks.data import Batch, addition, batch_stream_key, logic, parity, sort, text
+
+SEQUENCE_ERROR = "sequence_error"  # synthetic tasks: fraction of sequences with any mistake
+BITS_PER_CHARACTER = "bits_per_character"  # language modelling
+METRICS = (SEQUENCE_ERROR, BITS_PER_CHARACTER)
+
+
+class BatchSource(Protocol):
+  """Where a run's batches come from."""
+
+  def train(self, step: int) -> Batch:
+    """The training batch of ``step`` (a pure function of the seed and step)."""
+
+  def held_out(self, max_batches: int) -> Iterator[Batch]:
+    """Up to ``max_batches`` evaluation batches, disjoint from training."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -17,36 +39,84 @@ class Task:
 
   Attributes:
     name: the task's name.
-    generate: ``generate(key, batch_size, **options) -> Batch``.
-    input_size: the input features per step (without the ACT flag), given the
-      generator options.
-    num_classes: classes per target slot.
+    input_size: input features per step (without the ACT flag), given the
+      task options; integer (token) inputs are one-hot encoded to this size.
+    num_classes: classes per target slot, given the task options.
     target_slots: simultaneous classifications per target step.
-    difficulty: what ``Batch.difficulty`` counts, for tables and plots.
+    difficulty: what ``by_difficulty`` tables are grouped by.
+    metric: the headline metric, one of :data:`METRICS`.
+    check_options: raises ValueError naming a bad option (before compiling).
+    source: ``source(config) -> BatchSource`` for a run's config.
   """
 
   name: str
-  generate: Callable[..., Batch]
   input_size: Callable[[Mapping[str, Any]], int]
   num_classes: Callable[[Mapping[str, Any]], int]
   target_slots: int
   difficulty: str
+  metric: str
+  check_options: Callable[[Mapping[str, Any]], None]
+  source: Callable[[ml_collections.ConfigDict], BatchSource]
 
-  def batch(self, key: jax.Array, batch_size: int, options: Mapping[str, Any]) -> Batch:
-    return self.generate(key, batch_size, **options)
+
+@functools.lru_cache(maxsize=None)
+def _generator(generate: Callable[..., Batch], batch_size: int,
+               options: tuple[tuple[str, Any], ...]) -> Callable[[jax.Array], Batch]:
+  """The jitted ``key -> Batch`` of a generator, built once per size and options."""
+  return jax.jit(lambda key: generate(key, batch_size, **dict(options)))
+
+
+@dataclasses.dataclass(frozen=True)
+class GeneratedBatches:
+  """Batches of a synthetic generator, drawn from ``(seed, step, split)``."""
+
+  generate: Callable[..., Batch]
+  options: tuple[tuple[str, Any], ...]
+  batch_size: int
+  eval_batch_size: int
+  seed: int
+
+  def train(self, step: int) -> Batch:
+    generate = _generator(self.generate, self.batch_size, self.options)
+    return generate(batch_stream_key(self.seed, step, "train"))
+
+  def held_out(self, max_batches: int) -> Iterator[Batch]:
+    generate = _generator(self.generate, self.eval_batch_size, self.options)
+    for i in range(max_batches):
+      yield generate(batch_stream_key(self.seed, i, "eval"))
+
+
+def _synthetic(name: str, module, input_size, num_classes, difficulty: str) -> Task:
+  def check_options(options):
+    jax.eval_shape(lambda key: module.generate(key, 1, **options), jax.random.PRNGKey(0))
+
+  def source(config):
+    return GeneratedBatches(module.generate, tuple(sorted(config.task_options.items())),
+                            config.batch_size, config.eval_batch_size, config.seed)
+
+  return Task(name, input_size, num_classes, module.TARGET_SLOTS, difficulty, SEQUENCE_ERROR,
+              check_options, source)
+
+
+def _text_source(config: ml_collections.ConfigDict) -> text.TextBatches:
+  options = config.task_options
+  return text.TextBatches(text.load_bytes(options.path), window=options.window,
+                          batch_size=config.batch_size,
+                          eval_batch_size=config.eval_batch_size, seed=config.seed)
 
 
 TASKS: dict[str, Task] = {
-    "parity": Task("parity", parity.generate, lambda o: o.get("num_bits", parity.INPUT_SIZE),
-                   lambda o: parity.NUM_CLASSES, parity.TARGET_SLOTS, "non-zero bits"),
-    "logic": Task("logic", logic.generate, lambda o: logic.INPUT_SIZE,
-                  lambda o: logic.NUM_CLASSES, logic.TARGET_SLOTS, "gates per vector (max)"),
-    "addition": Task("addition", addition.generate, lambda o: addition.INPUT_SIZE,
-                     lambda o: addition.NUM_CLASSES, addition.TARGET_SLOTS,
-                     "digits per number (max)"),
-    "sort": Task("sort", sort.generate, lambda o: sort.INPUT_SIZE,
-                 lambda o: o.get("max_length", sort.MAX_LENGTH), sort.TARGET_SLOTS,
-                 "numbers to sort"),
+    "parity": _synthetic("parity", parity, lambda o: o.get("num_bits", parity.INPUT_SIZE),
+                         lambda o: parity.NUM_CLASSES, "non-zero bits"),
+    "logic": _synthetic("logic", logic, lambda o: logic.INPUT_SIZE,
+                        lambda o: logic.NUM_CLASSES, "gates per vector (max)"),
+    "addition": _synthetic("addition", addition, lambda o: addition.INPUT_SIZE,
+                           lambda o: addition.NUM_CLASSES, "digits per number (max)"),
+    "sort": _synthetic("sort", sort, lambda o: sort.INPUT_SIZE,
+                       lambda o: o.get("max_length", sort.MAX_LENGTH), "numbers to sort"),
+    "text": Task("text", lambda o: text.NUM_SYMBOLS, lambda o: text.NUM_SYMBOLS, 1,
+                 "input character class", BITS_PER_CHARACTER, text.check_options,
+                 _text_source),
 }
 
 

@@ -10,7 +10,6 @@ from, and ``results.json`` at the end.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import time
@@ -28,13 +27,16 @@ from flax import nnx
 
 import act_jax
 from tasks import models
-from tasks.data import Batch, batch_stream_key
-from tasks.registry import Task, get_task
+from tasks.data import Batch, text
+from tasks.registry import BITS_PER_CHARACTER, BatchSource, Task, get_task
 
 # Fields a resumed run may change; every other field must match the checkpoint's.
 RESUMABLE_CHANGES = frozenset(
     {"num_steps", "time_budget_minutes", "log_every", "eval_every", "eval_batches",
      "checkpoint_every", "plot"})
+
+
+_SHORT_NAMES = {"sequence_error": "error", BITS_PER_CHARACTER: "bpc"}
 
 
 class ConfigError(ValueError):
@@ -72,9 +74,9 @@ def validate(config: ml_collections.ConfigDict) -> Task:
     raise ConfigError(f"config.cell must be one of {sorted(models.CELLS)}, got {config.cell!r}")
   if config.mode == "repeat":
     _positive_int(config, "repeats")
-  try:  # the generator checks its own options, on a one-example batch
-    jax.eval_shape(lambda k: task.batch(k, 1, config.task_options), jax.random.PRNGKey(0))
-  except ValueError as e:
+  try:
+    task.check_options(config.task_options.to_dict())
+  except (ValueError, OSError) as e:  # OSError: a missing or unreadable data file
     raise ConfigError(f"config.task_options: {e}") from e
   return task
 
@@ -119,8 +121,8 @@ def build_model(config: ml_collections.ConfigDict, task: Task) -> models.TaskMod
       rngs=nnx.Rngs(config.seed))
 
 
-def _task_terms(logits: jax.Array, batch: Batch):
-  """Per-example task loss (summed over target steps and slots) and errors."""
+def _target_terms(logits: jax.Array, batch: Batch):
+  """Per-target losses (nats) and mistakes ``[B, T, slots]``, zero off target."""
   b, t, slots = batch.targets.shape
   logits = logits.reshape(b, t, slots, -1)
   if logits.shape[-1] == 1:  # binary: sigmoid unit, binary cross-entropy
@@ -131,60 +133,65 @@ def _task_terms(logits: jax.Array, batch: Batch):
     losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch.targets)
     predictions = jnp.argmax(logits, axis=-1)
   on_target = batch.target_mask[..., None]
-  loss = jnp.sum(jnp.where(on_target, losses, 0.0), axis=(1, 2))
-  wrong = jnp.any(on_target & (predictions != batch.targets), axis=(1, 2))
-  return loss, wrong
+  return jnp.where(on_target, losses, 0.0), on_target & (predictions != batch.targets)
+
+
+def _per_step_ponder(stats: act_jax.PonderStats):
+  return stats.steps.astype(jnp.float32), stats.ponder_cost
 
 
 def _ponder_terms(stats: act_jax.PonderStats, batch: Batch):
   """Per-example mean N and mean rho over the valid input steps."""
   length = jnp.maximum(jnp.sum(batch.input_mask, axis=1), 1)
   mean = lambda x: jnp.sum(jnp.where(batch.input_mask, x, 0.0), axis=1) / length
-  return mean(stats.steps.astype(jnp.float32)), mean(stats.ponder_cost)
+  return tuple(mean(x) for x in _per_step_ponder(stats))
 
 
-def _loss_fn(model: models.TaskModel, batch: Batch, tau: float):
+def _loss_fn(model: models.TaskModel, batch: Batch, tau: float, metric: str):
   out = model(batch.inputs, batch.input_mask)
-  task_loss, wrong = _task_terms(out.logits, batch)
+  losses, wrong = _target_terms(out.logits, batch)
+  task_loss = jnp.sum(losses, axis=(1, 2))
   loss = jnp.mean(task_loss)
   if model.mode == "act":
     loss = loss + act_jax.ponder_penalty(out.stats.ponder_cost, tau, batch.input_mask)
   steps, ponder = _ponder_terms(out.stats, batch)
-  return loss, {"task_loss": jnp.mean(task_loss), "sequence_error": jnp.mean(wrong),
-                "mean_steps": jnp.mean(steps), "mean_ponder": jnp.mean(ponder)}
+  metrics = {"task_loss": jnp.mean(task_loss), "mean_steps": jnp.mean(steps),
+             "mean_ponder": jnp.mean(ponder)}
+  if metric == BITS_PER_CHARACTER:
+    metrics[metric] = jnp.sum(losses) / jnp.sum(batch.target_mask) / jnp.log(2.0)
+  else:
+    metrics[metric] = jnp.mean(jnp.any(wrong, axis=(1, 2)))
+  return loss, metrics
 
 
-@nnx.jit(static_argnames=("tau",))
-def _train_step(model, optimizer, batch, tau):
-  (loss, metrics), grads = nnx.value_and_grad(_loss_fn, has_aux=True)(model, batch, tau)
+@nnx.jit(static_argnames=("tau", "metric"))
+def _train_step(model, optimizer, batch, tau, metric):
+  grad_fn = nnx.value_and_grad(_loss_fn, has_aux=True)
+  (loss, metrics), grads = grad_fn(model, batch, tau, metric)
   optimizer.update(model, grads)
   return {"loss": loss, **metrics}
 
 
 @nnx.jit
-def _eval_step(model, batch):
+def _sequence_eval_step(model, batch):
   out = model(batch.inputs, batch.input_mask)
-  _, wrong = _task_terms(out.logits, batch)
+  _, wrong = _target_terms(out.logits, batch)
   steps, ponder = _ponder_terms(out.stats, batch)
-  return {"wrong": wrong, "steps": steps, "ponder": ponder, "difficulty": batch.difficulty}
+  return {"wrong": jnp.any(wrong, axis=(1, 2)), "steps": steps, "ponder": ponder,
+          "difficulty": batch.difficulty}
 
 
-@functools.lru_cache(maxsize=None)
-def _batch_fn(task_name: str, batch_size: int, options: tuple[tuple[str, Any], ...]):
-  """The jitted ``key -> Batch`` of a task, built once per task, size and options."""
-  task = get_task(task_name)
-  return jax.jit(lambda key: task.batch(key, batch_size, dict(options)))
+@nnx.jit
+def _text_eval_step(model, batch):
+  out = model(batch.inputs, batch.input_mask)
+  losses, wrong = _target_terms(out.logits, batch)
+  steps, ponder = _per_step_ponder(out.stats)
+  return {"loss": losses[..., 0], "wrong": wrong[..., 0], "steps": steps, "ponder": ponder}
 
 
-def _batches(config: ml_collections.ConfigDict, batch_size: int):
-  return _batch_fn(config.task, batch_size, tuple(sorted(config.task_options.items())))
-
-
-def evaluate(model, config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """Sequence error, mean N and mean rho on held-out batches, and by difficulty."""
-  generate = _batches(config, config.eval_batch_size)
-  parts = [jax.device_get(_eval_step(model, generate(batch_stream_key(config.seed, i, "eval"))))
-           for i in range(config.eval_batches)]
+def _evaluate_sequences(model, batches) -> dict[str, Any]:
+  """Sequence error, mean N and mean rho per example, and by difficulty."""
+  parts = [jax.device_get(_sequence_eval_step(model, batch)) for batch in batches]
   per_example = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
   by_difficulty = {}
   for d in np.unique(per_example["difficulty"]):
@@ -199,6 +206,48 @@ def evaluate(model, config: ml_collections.ConfigDict) -> dict[str, Any]:
           "mean_steps": float(per_example["steps"].mean()),
           "mean_ponder": float(per_example["ponder"].mean()),
           "by_difficulty": by_difficulty}
+
+
+def _evaluate_characters(model, batches) -> dict[str, Any]:
+  """Bits per character, error rate, N and rho per predicted byte, and by class.
+
+  Each row of ``by_difficulty`` holds the bytes whose *input* character is of
+  that class (the step that reads a space, say, predicts the byte after it).
+  """
+  parts = []
+  for batch in batches:
+    out = jax.device_get(_text_eval_step(model, batch))
+    mask = np.asarray(batch.target_mask)
+    parts.append({**{k: v[mask] for k, v in out.items()},
+                  "class": text.character_class(np.asarray(batch.inputs)[mask])})
+  per_char = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+  summary = lambda sel: {
+      "count": int(sel.sum()),
+      "bits_per_character": float(per_char["loss"][sel].mean() / np.log(2)),
+      "error_rate": float(per_char["wrong"][sel].mean()),
+      "mean_steps": float(per_char["steps"][sel].mean()),
+      "mean_ponder": float(per_char["ponder"][sel].mean())}
+  by_class = {name: summary(per_char["class"] == i)
+              for i, name in enumerate(text.CHARACTER_CLASSES) if np.any(per_char["class"] == i)}
+  return {**summary(np.ones(per_char["loss"].shape, bool)), "by_difficulty": by_class}
+
+
+def evaluate(model, config: ml_collections.ConfigDict,
+             source: BatchSource | None = None) -> dict[str, Any]:
+  """Evaluates ``model`` on up to ``config.eval_batches`` held-out batches.
+
+  Synthetic tasks: sequence error, mean N and mean rho, and by difficulty.
+  Text: bits per character, error rate, mean N and rho per byte, by input
+  character class, and ``train_bits_per_character`` on as many bytes from the
+  start of the train split. ``count`` (text) is the number of bytes scored.
+  """
+  task = get_task(config.task)
+  source = source or task.source(config)
+  if task.metric == BITS_PER_CHARACTER:
+    held_out = _evaluate_characters(model, source.held_out(config.eval_batches))
+    seen = _evaluate_characters(model, source.held_out(config.eval_batches, split="train"))
+    return {**held_out, "train_bits_per_character": seen["bits_per_character"]}
+  return _evaluate_sequences(model, source.held_out(config.eval_batches))
 
 
 class _MetricWriter:
@@ -281,7 +330,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   if step:
     logging.info("resumed from the checkpoint at step %d", step)
   writer = _MetricWriter(workdir)
-  generate = _batches(config, config.batch_size)
+  source = task.source(config)
   tau = float(config.tau)
 
   def save(step: int) -> None:
@@ -292,8 +341,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                          and time.time() - start_time > 60 * config.time_budget_minutes)
   try:
     while step < config.num_steps and not out_of_time():
-      metrics = _train_step(model, optimizer, generate(
-          batch_stream_key(config.seed, step, "train")), tau)
+      metrics = _train_step(model, optimizer, source.train(step), tau, task.metric)
       step += 1
       window.append(metrics)
       if step % config.log_every == 0 or step == config.num_steps or out_of_time():
@@ -302,15 +350,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         rate = (step - start_step) / max(time.time() - start_time, 1e-9)
         writer.write(step, "train", {**averaged, "steps_per_second": rate})
         logging.info(
-            "step %d/%d | %.1f steps/s | loss %.4f | error %.3f | N %.2f | rho %.2f | ETA %s",
-            step, config.num_steps, rate, averaged["loss"], averaged["sequence_error"],
-            averaged["mean_steps"], averaged["mean_ponder"],
+            "step %d/%d | %.1f steps/s | loss %.4f | %s %.3f | N %.2f | rho %.2f | ETA %s",
+            step, config.num_steps, rate, averaged["loss"], _SHORT_NAMES[task.metric],
+            averaged[task.metric], averaged["mean_steps"], averaged["mean_ponder"],
             _format_seconds((config.num_steps - step) / rate))
       if step % config.eval_every == 0 and step < config.num_steps:
-        result = evaluate(model, config)
+        result = evaluate(model, config, source)
         writer.write(step, "eval", result)
-        logging.info("eval at step %d | sequence error %.4f | N %.2f | rho %.2f", step,
-                     result["sequence_error"], result["mean_steps"], result["mean_ponder"])
+        logging.info("eval at step %d | %s %.4f | N %.2f | rho %.2f", step,
+                     _SHORT_NAMES[task.metric], result[task.metric], result["mean_steps"],
+                     result["mean_ponder"])
       if step % config.checkpoint_every == 0:
         save(step)
   except KeyboardInterrupt:
@@ -322,11 +371,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   manager.wait_until_finished()
   manager.close()
 
-  result = evaluate(model, config)
+  result = evaluate(model, config, source)
   writer.write(step, "eval", result)
   writer.close()
   results = {"task": config.task, "step": step, "tau": tau, "act": config.mode == "act",
-             "mode": config.mode, "difficulty": task.difficulty, **result}
+             "mode": config.mode, "metric": task.metric, "difficulty": task.difficulty,
+             **result}
   with open(os.path.join(workdir, "results.json"), "w") as f:
     json.dump(results, f, indent=2)
   if config.plot:
@@ -337,11 +387,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
 def summary_table(results: Mapping[str, Any]) -> str:
   """A readable multi-line summary of ``results.json``."""
-  lines = [f"{results['task']} ({results['mode']}, tau={results['tau']:g}) after "
-           f"{results['step']} steps: sequence error {results['sequence_error']:.4f}, "
-           f"mean N {results['mean_steps']:.2f}, mean rho {results['mean_ponder']:.2f}",
-           f"  {results['difficulty']:>24s} {'count':>6s} {'error':>7s} {'N':>6s} {'rho':>6s}"]
-  for d, row in sorted(results["by_difficulty"].items(), key=lambda kv: int(kv[0])):
-    lines.append(f"  {int(d):>24d} {row['count']:>6d} {row['sequence_error']:>7.3f} "
+  metric = results.get("metric", "sequence_error")
+  head = (f"{results['task']} ({results['mode']}, tau={results['tau']:g}) after "
+          f"{results['step']} steps: ")
+  if metric == BITS_PER_CHARACTER:
+    head += (f"held-out {results['bits_per_character']:.3f} bpc (train "
+             f"{results['train_bits_per_character']:.3f}), ")
+  else:
+    head += f"sequence error {results['sequence_error']:.4f}, "
+  lines = [head + f"mean N {results['mean_steps']:.2f}, mean rho {results['mean_ponder']:.2f}",
+           f"  {results['difficulty']:>24s} {'count':>8s} {_SHORT_NAMES[metric]:>7s} "
+           f"{'N':>6s} {'rho':>6s}"]
+  rows = results["by_difficulty"].items()
+  if metric != BITS_PER_CHARACTER:
+    rows = sorted(rows, key=lambda kv: int(kv[0]))
+  for d, row in rows:
+    lines.append(f"  {d!s:>24s} {row['count']:>8d} {row[metric]:>7.3f} "
                  f"{row['mean_steps']:>6.2f} {row['mean_ponder']:>6.2f}")
   return "\n".join(lines)

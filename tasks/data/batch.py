@@ -15,11 +15,12 @@ SPLITS = ("train", "eval")
 
 
 class Batch(NamedTuple):
-  """A padded minibatch of a synthetic task.
+  """A padded minibatch of a task.
 
   Attributes:
     inputs: [B, T, input_size] float32 inputs, without the ACT first-step
-      flag (the model appends it).
+      flag (the model appends it), or [B, T] int32 tokens (the bytes of the
+      text task), which the model one-hot encodes.
     targets: [B, T, K] int32 class ids, K target slots per step; 0 where
       the step has no target.
     input_mask: [B, T] bool, True where the step exists.

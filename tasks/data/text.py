@@ -17,16 +17,18 @@ Files are memory-mapped (`np.memmap`, read only); only the bytes a batch
 needs are read from disk.
 """
 
+import dataclasses
 import hashlib
 import os
 import string
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import jax
 import numpy as np
 
-from tasks.data.batch import check_int
+from tasks.data.batch import Batch, batch_stream_key, check_int
 
 ENWIK8_SHA1 = "57b8363b814821dc9d47aa4d41f58733519076b2"
 ENWIK8_SIZE = 10**8
@@ -280,3 +282,72 @@ def character_class(byte_values: np.ndarray) -> np.ndarray:
     int32 array of the same shape with class indices.
   """
   return _CLASS_TABLE[np.asarray(byte_values, dtype=np.uint8)]
+
+
+def check_options(options: Mapping[str, Any]) -> None:
+  """Checks the ``text`` task options: ``path`` (a byte file) and ``window``.
+
+  Raises:
+    FileNotFoundError: If the file does not exist.
+    ValueError: For an unknown option, a bad window, a file that fails its
+      checks (see `load_bytes`), or splits too short for one window.
+  """
+  unknown = sorted(set(options) - {"path", "window"})
+  if unknown:
+    raise ValueError(f"unknown text options {unknown}; known: ['path', 'window']")
+  check_int("window", options["window"], 1)
+  data = load_bytes(options["path"])
+  for split in ("train", "valid"):
+    size = len(split_bytes(data, split))
+    if size < options["window"] + 1:
+      raise ValueError(f"the {split} split of {options['path']!r} has {size} bytes, fewer "
+                       f"than window + 1 = {options['window'] + 1}")
+
+
+def _as_batch(inputs: np.ndarray, targets: np.ndarray, mask: np.ndarray) -> Batch:
+  """Byte windows as a `Batch`: token inputs [B, T], targets [B, T, 1].
+
+  The difficulty of a text batch is unused (0): per-character tables group
+  by the class of each input byte instead (`character_class`).
+  """
+  return Batch(inputs=inputs.astype(np.int32), targets=targets.astype(np.int32)[..., None],
+               input_mask=mask, target_mask=mask,
+               difficulty=np.zeros(inputs.shape[0], np.int32))
+
+
+@dataclasses.dataclass(frozen=True)
+class TextBatches:
+  """The batches of a language-model run over one byte file.
+
+  Training windows are sampled from the train split with the key of
+  ``(seed, step)``; held-out batches walk the valid split from its start.
+
+  Attributes:
+    data: [N] uint8 bytes of the whole file (memory-mapped).
+    window: bytes per window (steps per sequence).
+    batch_size: training windows per batch.
+    eval_batch_size: windows per evaluation batch.
+    seed: seed of the run.
+  """
+
+  data: np.ndarray
+  window: int
+  batch_size: int
+  eval_batch_size: int
+  seed: int
+
+  def train(self, step: int) -> Batch:
+    inputs, targets = sample_windows(split_bytes(self.data, "train"),
+                                     batch_stream_key(self.seed, step, "train"),
+                                     self.batch_size, self.window)
+    return _as_batch(inputs, targets, np.ones(inputs.shape, bool))
+
+  def held_out(self, max_batches: int, split: str = "valid") -> Iterator[Batch]:
+    """Up to ``max_batches`` consecutive-window batches from the start of ``split``.
+
+    With ``split="train"`` this measures the training bpc on the first bytes
+    of the train split, the same amount as the held-out pass.
+    """
+    batches = eval_windows(split_bytes(self.data, split), self.eval_batch_size, self.window)
+    for _, (inputs, targets, mask) in zip(range(max_batches), batches):
+      yield _as_batch(inputs, targets, mask)
