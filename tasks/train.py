@@ -271,6 +271,33 @@ class _MetricWriter:
     self._tb.close()
 
 
+def _initial_state(config: ml_collections.ConfigDict, task: Task):
+  """A freshly initialised model and its Adam optimizer."""
+  model = build_model(config, task)
+  return model, nnx.Optimizer(model, optax.adam(config.learning_rate), wrt=nnx.Param)
+
+
+def load_trained_model(workdir: str) -> tuple[models.TaskModel, ml_collections.ConfigDict, int]:
+  """The model of a training run's latest checkpoint, with its config and step.
+
+  Raises:
+    ConfigError: if ``workdir`` holds no run or no checkpoint, or the
+      checkpoint is unreadable.
+  """
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    raise ConfigError(f"{workdir!r} holds no training run (no config.json)")
+  with open(path) as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  model, optimizer = _initial_state(config, validate(config))
+  manager = ocp.CheckpointManager(os.path.join(workdir, "checkpoints"))
+  step = _restore(manager, model, optimizer, workdir)
+  manager.close()
+  if not step:
+    raise ConfigError(f"{workdir!r} holds no checkpoint yet")
+  return model, config, step
+
+
 def _checkpoint_state(model, optimizer) -> dict[str, Any]:
   return {"model": nnx.to_pure_dict(nnx.state(model)),
           "optimizer": nnx.to_pure_dict(nnx.state(optimizer))}
@@ -321,8 +348,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   _check_workdir(workdir)
   _check_same_config(config, workdir)
 
-  model = build_model(config, task)
-  optimizer = nnx.Optimizer(model, optax.adam(config.learning_rate), wrt=nnx.Param)
+  model, optimizer = _initial_state(config, task)
   manager = ocp.CheckpointManager(
       os.path.join(workdir, "checkpoints"),
       options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True))

@@ -78,3 +78,15 @@ def test_bad_text_options_are_clear_errors(byte_file, options, message, tmp_path
   with pytest.raises(train.ConfigError, match=message):
     train.train_and_evaluate(config, str(tmp_path))
   assert not (tmp_path / "checkpoints").exists()
+
+
+def test_load_trained_model_restores_the_last_checkpoint(byte_file, tmp_path):
+  config = _tiny(byte_file)
+  results = train.train_and_evaluate(config, str(tmp_path))
+  model, loaded_config, step = train.load_trained_model(str(tmp_path))
+  assert step == config.num_steps and loaded_config.task_options.path == byte_file
+  again = train.evaluate(model, loaded_config)
+  np.testing.assert_allclose(again["bits_per_character"], results["bits_per_character"],
+                             rtol=1e-6)
+  with pytest.raises(train.ConfigError, match="no training run"):
+    train.load_trained_model(str(tmp_path / "empty"))
