@@ -31,7 +31,7 @@ def _tiny(byte_file, **overrides):
 
 
 def test_text_trains_and_reports_bits_per_character(byte_file, tmp_path):
-  results = train.train_and_evaluate(_tiny(byte_file, num_steps=60, learning_rate=1e-2), str(tmp_path))
+  results = train.train_and_evaluate(_tiny(byte_file, num_steps=60, learning_rate=1e-2, plot=True), str(tmp_path))
   saved = json.loads((tmp_path / "results.json").read_text())
   assert saved["task"] == "text" and saved["metric"] == "bits_per_character"
   # 60 steps (lr 1e-2) of 4 windows of 20 bytes on a 10-word vocabulary: well under the
@@ -46,6 +46,7 @@ def test_text_trains_and_reports_bits_per_character(byte_file, tmp_path):
   assert results["bits_per_character"] == saved["bits_per_character"]
   rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   assert all(np.isfinite(r["bits_per_character"]) for r in rows if r["split"] == "train")
+  assert (tmp_path / "plots.png").read_bytes()[:4] == b"\x89PNG"
   assert "held-out" in train.summary_table(saved) and "space" in train.summary_table(saved)
 
 

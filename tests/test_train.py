@@ -27,7 +27,7 @@ def _tiny(task="parity", **overrides):
 
 @pytest.mark.parametrize("task", sorted(CONFIGS))
 def test_each_task_trains_and_writes_results(task, tmp_path):
-  results = train.train_and_evaluate(_tiny(task), str(tmp_path))
+  results = train.train_and_evaluate(_tiny(task, plot=task == "parity"), str(tmp_path))
   saved = json.loads((tmp_path / "results.json").read_text())
   assert saved["task"] == task and saved["step"] == 20 and saved["act"] is True
   for key in ("tau", "sequence_error", "mean_steps", "mean_ponder", "by_difficulty"):
@@ -41,6 +41,7 @@ def test_each_task_trains_and_writes_results(task, tmp_path):
   assert all(np.isfinite(r["loss"]) and r["steps_per_second"] > 0 for r in train_rows)
   assert any(f.startswith("events") for f in os.listdir(tmp_path / "tensorboard"))
   assert results["sequence_error"] == saved["sequence_error"]
+  assert (tmp_path / "plots.png").exists() == (task == "parity")
 
 
 @pytest.mark.parametrize("mode,steps", [("none", 1.0), ("repeat", 3.0)])
