@@ -34,6 +34,10 @@ def plot_run(workdir: str) -> str:
     axes[0].plot(steps, [r[metric] for r in points], style, label=f"{split} {label}")
     axes[1].plot(steps, [r["mean_steps"] for r in points], style, label=f"{split} N")
     axes[1].plot(steps, [r["mean_ponder"] for r in points], style, label=f"{split} rho")
+  seen = [r for r in rows if "train_bits_per_character" in r]  # text: eval on train bytes
+  if seen:
+    axes[0].plot([r["step"] for r in seen], [r["train_bits_per_character"] for r in seen], "s--",
+                 label="eval on train bytes")
   axes[0].set(xlabel="step", ylabel=label, ylim=(0, None))
   axes[1].set(xlabel="step", ylabel="per input step")
   table = list(results["by_difficulty"].items())
