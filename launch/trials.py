@@ -35,6 +35,7 @@ MAX_ID_LENGTH = 100
 LOG_TAIL_LINES = 20
 POLL_SECONDS = 0.1
 HEARTBEAT_SECONDS = 600.0
+STOP_GRACE_SECONDS = 120.0  # after SIGINT, how long a trial may take to checkpoint and exit
 _FIELD = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 _UNSAFE_ID_CHARACTERS = re.compile(r"[^A-Za-z0-9._=+-]")
 
@@ -351,8 +352,9 @@ class Runner:
     """Runs ``trials``.
 
     On Ctrl-C, SIGINT or SIGTERM, passes SIGINT on to the running trials (they
-    run in their own sessions, so they get it once, from here), waits for them
-    to save a checkpoint, records them as interrupted and exits with 130.
+    run in their own sessions, so they get it once, from here), waits up to
+    ``STOP_GRACE_SECONDS`` for them to save a checkpoint and exit (then kills
+    them), records them as interrupted and exits with 130.
     """
     queue = collections.deque(trials)
     heartbeat = time.time()
@@ -371,8 +373,15 @@ class Runner:
       for run in self.running:  # each trial saves a checkpoint on SIGINT
         run.process.send_signal(signal.SIGINT)
       self.progress("stopping: waiting for the running trials to save a checkpoint")
+      deadline = time.time() + STOP_GRACE_SECONDS
       for run in list(self.running):
-        run.process.wait()
+        try:
+          run.process.wait(timeout=max(0.0, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+          print(f"killing {run.trial.id}: still running {STOP_GRACE_SECONDS:.0f} s after SIGINT",
+                flush=True)
+          run.process.kill()
+          run.process.wait()
         self.finish(run, interrupted=True)
       print("interrupted: run the same command to resume", flush=True)
       raise SystemExit(130) from None

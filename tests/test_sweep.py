@@ -189,34 +189,42 @@ def test_rerun_skips_finished_trials(tiny_sweep):
 
 
 def _write_edge_sweep(path, num_steps):
+  """One trial that fails at once, one that logs every 10 steps and saves no periodic
+  checkpoint (the only one is saved on SIGINT)."""
   path.write_text(
       'CONFIG = "tasks/configs/parity.py:tiny"\n'
-      f"COMMON = {{'num_steps': {num_steps}, 'checkpoint_every': 10, 'eval_every': 100_000}}\n\n"
+      f"COMMON = {{'num_steps': {num_steps}, 'log_every': 10, 'checkpoint_every': 100_000,\n"
+      "          'eval_every': 100_000}\n\n"
       "def get_sweep():\n"
       "  return [{'tau': -1.0}, {'tau': 0.01}]\n")
 
 
 def test_failed_trial_is_recorded_and_an_interrupted_one_resumes(tmp_path):
   sweep_file, sweep_dir = tmp_path / "edge.py", tmp_path / "edge"
-  _write_edge_sweep(sweep_file, num_steps=1_000_000)
+  _write_edge_sweep(sweep_file, num_steps=2000)  # bounded, should the signal go astray
   runner = subprocess.Popen(
       [sys.executable, "-m", "launch.sweep", f"--sweep={sweep_file}", f"--sweep_dir={sweep_dir}",
        "--devices=cpu", "--parallel=2"], cwd=REPO, stdout=subprocess.PIPE, text=True)
-  checkpoints = sweep_dir / "tau=0.01" / "checkpoints"
-  deadline = time.time() + 120
-  while time.time() < deadline and runner.poll() is None and not (
-      checkpoints.is_dir() and any(d.isdigit() for d in os.listdir(checkpoints))):
-    time.sleep(0.05)
-  runner.send_signal(signal.SIGTERM)  # as a scheduler would; the runner passes it on
-  output, _ = runner.communicate(timeout=120)
+  metrics = sweep_dir / "tau=0.01" / "metrics.jsonl"
+  try:
+    deadline = time.time() + 120
+    while time.time() < deadline and runner.poll() is None and not (
+        metrics.exists() and metrics.read_text()):
+      time.sleep(0.05)
+    runner.send_signal(signal.SIGTERM)  # as a scheduler would; the runner passes it on
+    output, _ = runner.communicate(timeout=180)
+  finally:
+    if runner.poll() is None:
+      runner.kill()
   assert runner.returncode == 130, output
   manifest = read_manifest(sweep_dir)
   bad, good = manifest["trials"]
   assert bad["status"] == "failed" and bad["return_code"] not in (0, None)
   assert "tau" in bad["log_tail"] and "-1.0" in bad["log_tail"]
   assert good["status"] == "interrupted" and good["return_code"] == 130, good["log_tail"]
-  # The last complete checkpoint (a save in flight at the signal may be left incomplete).
-  last_checkpoint = max(int(d) for d in os.listdir(checkpoints) if d.isdigit())
+  interrupted_at = int(re.search(r"saving a checkpoint at step (\d+)", good["log_tail"]).group(1))
+  assert 10 <= interrupted_at < 2000
+  assert os.listdir(sweep_dir / "tau=0.01" / "checkpoints") == [str(interrupted_at)]
 
   _write_edge_sweep(sweep_file, num_steps=10)  # COMMON changed: same ids, resumable
   rerun = run_sweep(f"--sweep={sweep_file}", f"--sweep_dir={sweep_dir}", "--devices=cpu",
@@ -226,6 +234,6 @@ def test_failed_trial_is_recorded_and_an_interrupted_one_resumes(tmp_path):
   manifest = read_manifest(sweep_dir)
   assert manifest["status_counts"] == {"failed": 1, "done": 1}
   log = (sweep_dir / "tau=0.01" / "train.log").read_text()
-  assert f"resumed from the checkpoint at step {last_checkpoint}" in log, log[-3000:]
+  assert f"resumed from the checkpoint at step {interrupted_at}" in log, log[-3000:]
   results = json.loads((sweep_dir / "tau=0.01" / "results.json").read_text())
-  assert results["step"] == last_checkpoint >= 10
+  assert results["step"] == interrupted_at
