@@ -1,0 +1,55 @@
+r"""Summarizes a sweep: CSVs, a table and plots of error and ponder against tau.
+
+  python -m launch.summarize --sweep_dir=runs/parity
+  python -m launch.summarize --sweep_dir=runs/parity --out_dir=docs/figures/parity_sweep \
+      --difficulty_taus=1e-3,1e-2
+
+Reads every ``SWEEP_DIR/*/results.json`` (and the ``config.json`` beside it)
+and writes to ``--out_dir`` (default: the sweep dir):
+
+* ``networks.csv``: one row per trained network (a results.json with a
+  ``networks`` list has one per entry, an older one one row from its top level);
+* ``by_difficulty.csv``: one row per network and difficulty;
+* ``error_vs_tau.png`` and ``ponder_vs_tau.png`` (paper Figs. 4 and 5): the mean
+  over networks with the standard error as error bars, log tau axis, runs
+  without ACT as horizontal reference lines;
+* ``by_difficulty.png`` (paper Fig. 6): error and ponder against difficulty for
+  the chosen taus;
+
+and prints a table of tau, n, error, N and rho (mean +- standard error).
+"""
+
+from collections.abc import Sequence
+
+from absl import app, flags
+
+from launch import sweep_results
+
+_SWEEP_DIR = flags.DEFINE_string("sweep_dir", None, "A sweep directory (launch.sweep).")
+_OUT_DIR = flags.DEFINE_string("out_dir", None, "Where the CSVs and PNGs go (default: sweep_dir).")
+_DIFFICULTY_TAUS = flags.DEFINE_list(
+    "difficulty_taus", [], "Taus of the by-difficulty plot, e.g. 1e-3,1e-2 (default: "
+    f"up to {sweep_results.DEFAULT_DIFFICULTY_CURVES} spread over the sweep's taus).")
+_PONDER_METRIC = flags.DEFINE_enum(
+    "ponder_metric", "mean_steps", ["mean_steps", "mean_ponder"],
+    "What the ponder plots show: mean_steps (N, the steps taken; the paper's 'ponder', "
+    "minimum 1, spec section 2) or mean_ponder (rho = N + R, the ponder cost).")
+flags.mark_flag_as_required("sweep_dir")
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  out_dir = _OUT_DIR.value or _SWEEP_DIR.value
+  try:
+    taus = [float(t) for t in _DIFFICULTY_TAUS.value]
+    table = sweep_results.summarize(_SWEEP_DIR.value, out_dir, taus, _PONDER_METRIC.value)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from e
+  print(table)
+  print(f"written to {out_dir}: networks.csv, by_difficulty.csv, error_vs_tau.png, "
+        "ponder_vs_tau.png, by_difficulty.png")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,20 @@
+"""The paper's time-penalty grids (spec section 2), defined once for every sweep."""
+
+from collections.abc import Iterable
+
+
+def tau_grid(multipliers: Iterable[int], exponents: Iterable[int]) -> list[float]:
+  """The distinct values ``i * 10**-j`` (i in ``multipliers``, j in ``exponents``), ascending.
+
+  Each value is the float nearest its decimal (``3e-4`` is ``0.0003``, not
+  ``3 * 1e-4 = 0.00030000000000000003``), so ids and configs show it plainly.
+  """
+  return sorted({float(f"{i}e-{j}") for i in multipliers for j in exponents})
+
+
+# Synthetic tasks: i in 1..10, j in 1..4 -> 37 distinct values from 1e-4 to 1.0.
+SYNTHETIC_TAUS = tau_grid(range(1, 11), range(1, 5))
+# The Wikipedia language model: j in 1..3 -> 28 distinct values from 1e-3 to 1.0.
+LANGUAGE_MODEL_TAUS = tau_grid(range(1, 11), range(1, 4))
+# The paper trains 20 randomly initialised networks per tau.
+NETWORKS_PER_TAU = 20

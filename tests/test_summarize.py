@@ -1,0 +1,165 @@
+"""The sweep summary: aggregation on hand-made numbers, both results formats, CSVs and plots."""
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+from launch import sweep_results
+from sweep_runs import REPO
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PLOTS = ("error_vs_tau.png", "ponder_vs_tau.png", "by_difficulty.png")
+
+
+def _row(tau, error, mode="act", steps=2.0, ponder=2.5):
+  return {"trial": f"t{tau}", "task": "parity", "mode": mode, "tau": tau, "seed": 0, "step": 10,
+          "sequence_error": error, "mean_steps": steps, "mean_ponder": ponder}
+
+
+def _network(seed, tau, error, steps, by_difficulty):
+  return {"seed": seed, "tau": tau, "sequence_error": error, "mean_steps": steps,
+          "mean_ponder": steps + 0.5, "by_difficulty": by_difficulty}
+
+
+def _difficulty(count, error, steps):
+  return {"count": count, "sequence_error": error, "mean_steps": steps, "mean_ponder": steps + 0.5}
+
+
+def _results(tau, mode="act", networks=None, error=0.5, steps=1.0):
+  """A results.json; with ``networks`` in the format of runs with num_networks."""
+  results = {"task": "parity", "step": 100, "tau": tau, "act": mode == "act", "mode": mode,
+             "difficulty": "non-zero bits", "sequence_error": error, "mean_steps": steps,
+             "mean_ponder": steps, "by_difficulty": {"1": _difficulty(5, error, steps),
+                                                     "2": _difficulty(5, error, steps)}}
+  if networks is not None:
+    results["networks"] = networks
+  return results
+
+
+def test_mean_and_standard_error_on_hand_made_numbers():
+  stats = sweep_results.mean_and_standard_error([1.0, 2.0, 3.0, 4.0])
+  assert stats.n == 4 and stats.mean == 2.5
+  assert stats.standard_error == pytest.approx(math.sqrt(5 / 3) / 2)  # std(ddof=1) / sqrt(n)
+  single = sweep_results.mean_and_standard_error([0.25])
+  assert single.n == 1 and single.mean == 0.25 and math.isnan(single.standard_error)
+  with pytest.raises(ValueError, match="no values"):
+    sweep_results.mean_and_standard_error([])
+
+
+def test_network_rows_read_both_results_formats():
+  rows, difficulty_rows = sweep_results.network_rows("tau=0.01", _results(0.01, error=0.25),
+                                                 {"seed": 7})
+  assert rows == [{"trial": "tau=0.01", "task": "parity", "mode": "act", "tau": 0.01, "seed": 7,
+                   "step": 100, "sequence_error": 0.25, "mean_steps": 1.0, "mean_ponder": 1.0}]
+  assert [(r["difficulty"], r["count"], r["seed"]) for r in difficulty_rows] == [
+      (1, 5, 7), (2, 5, 7)]
+  networks = [_network(3, 0.001, 0.1, 4.0, {"10": _difficulty(2, 0.5, 6.0),
+                                            "9": _difficulty(3, 0.0, 5.0)}),
+              _network(4, 0.002, 0.3, 3.0, {"9": _difficulty(4, 1.0, 2.0)})]
+  rows, difficulty_rows = sweep_results.network_rows("grouped", _results(0.001, networks=networks),
+                                                 {"seed": 3})
+  assert [(r["seed"], r["tau"], r["sequence_error"], r["mean_steps"], r["mean_ponder"])
+          for r in rows] == [(3, 0.001, 0.1, 4.0, 4.5), (4, 0.002, 0.3, 3.0, 3.5)]
+  assert [(r["seed"], r["difficulty"], r["sequence_error"]) for r in difficulty_rows] == [
+      (3, 9, 0.0), (3, 10, 0.5), (4, 9, 1.0)]
+
+
+def test_grouping_by_tau_and_mode_on_hand_made_rows():
+  rows = [_row(0.001, 0.1), _row(0.001, 0.3), _row(0.01, 0.5),
+          _row(0.001, 0.4, mode="none"), _row(0.001, 0.6, mode="none")]
+  points = sweep_results.by_tau(rows, "sequence_error")
+  assert list(points) == [0.001, 0.01]
+  assert points[0.001].n == 2 and points[0.001].mean == pytest.approx(0.2)
+  assert points[0.001].standard_error == pytest.approx(0.1)
+  assert points[0.01].n == 1 and math.isnan(points[0.01].standard_error)
+  reference = sweep_results.references(rows, "sequence_error")
+  assert list(reference) == ["none"] and reference["none"].mean == pytest.approx(0.5)
+  table = sweep_results.summary_table(rows).splitlines()
+  assert table[1].split() == ["0.001", "2", "0.2000", "+-", "0.1000", "2.00", "+-", "0.00",
+                              "2.50", "+-", "0.00"]
+  assert table[2].split() == ["0.01", "1", "0.5000", "2.00", "2.50"]
+  assert table[3].split()[:5] == ["mode=none", "2", "0.5000", "+-", "0.1000"]
+
+
+def test_choosing_the_taus_of_the_difficulty_plot():
+  taus = [1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2]
+  assert sweep_results.spread_taus(taus, 4) == [1e-4, 5e-4, 2e-3, 1e-2]
+  assert sweep_results.spread_taus([1e-2, 1e-3], 4) == [1e-3, 1e-2]
+  assert sweep_results.match_taus([1e-3, 0.01], taus) == [1e-3, 1e-2]
+  assert sweep_results.match_taus([0.1 * 0.01], [0.001]) == [0.001]  # 0.0010000000000000002
+  with pytest.raises(ValueError, match="no ACT results for tau=0.3; the sweep has 0.001, 0.01"):
+    sweep_results.match_taus([0.3], [0.01, 0.001])
+
+
+def _write_trial(sweep_dir, trial, results, seed):
+  os.makedirs(sweep_dir / trial)
+  (sweep_dir / trial / "results.json").write_text(json.dumps(results))
+  (sweep_dir / trial / "config.json").write_text(json.dumps({"seed": seed}))
+
+
+def _read_csv(path):
+  with open(path) as f:
+    return list(csv.DictReader(f))
+
+
+def _is_png(path):
+  with open(path, "rb") as f:
+    return f.read(8) == PNG_SIGNATURE and os.path.getsize(path) > 5000
+
+
+def test_cli_on_results_with_networks_lists_and_a_baseline(tmp_path):
+  sweep_dir, out_dir = tmp_path / "sweep", tmp_path / "out"
+  for tau, errors in ((0.001, (0.0, 0.1, 0.2, 0.3)), (0.01, (0.4, 0.4, 0.5, 0.5))):
+    networks = [_network(seed, tau, error, 3.0 + seed, {"1": _difficulty(4, error, 2.0),
+                                                        "2": _difficulty(4, error, 4.0)})
+                for seed, error in enumerate(errors)]
+    _write_trial(sweep_dir, f"tau={tau}", _results(tau, networks=networks), seed=0)
+  _write_trial(sweep_dir, "mode=none", _results(0.001, mode="none", error=0.45), seed=0)
+  result = subprocess.run(
+      [sys.executable, "-m", "launch.summarize", f"--sweep_dir={sweep_dir}",
+       f"--out_dir={out_dir}", "--difficulty_taus=1e-2"], cwd=REPO, capture_output=True,
+      text=True)
+  assert result.returncode == 0, result.stderr
+  table = result.stdout.splitlines()
+  # errors 0, .1, .2, .3: mean .15, s.e. std(ddof=1)/2 = .0645; N = 3, 4, 5, 6: 4.5 +- .65
+  assert table[1].split() == ["0.001", "4", "0.1500", "+-", "0.0645", "4.50", "+-", "0.65",
+                              "5.00", "+-", "0.65"]
+  assert table[2].split()[:5] == ["0.01", "4", "0.4500", "+-", "0.0289"]
+  assert table[3].split() == ["mode=none", "1", "0.4500", "1.00", "1.00"]
+  networks = _read_csv(out_dir / "networks.csv")
+  assert list(networks[0]) == list(sweep_results.NETWORK_COLUMNS)
+  assert len(networks) == 9
+  assert [(r["trial"], r["seed"], r["sequence_error"]) for r in networks[:2]] == [
+      ("mode=none", "0", "0.45"), ("tau=0.001", "0", "0.0")]
+  difficulty = _read_csv(out_dir / "by_difficulty.csv")
+  assert len(difficulty) == 18 and list(difficulty[0]) == list(sweep_results.DIFFICULTY_COLUMNS)
+  assert all(_is_png(out_dir / name) for name in PLOTS)
+  assert not (sweep_dir / "networks.csv").exists()
+
+
+def test_an_unknown_difficulty_tau_or_an_empty_dir_is_an_error(tmp_path):
+  _write_trial(tmp_path / "sweep", "tau=0.01", _results(0.01), seed=0)
+  with pytest.raises(ValueError, match="no ACT results for tau=0.5"):
+    sweep_results.summarize(str(tmp_path / "sweep"), str(tmp_path / "out"), [0.5], "mean_steps")
+  with pytest.raises(ValueError, match="no \\*/results.json under"):
+    sweep_results.summarize(str(tmp_path / "out"), str(tmp_path / "out"), [], "mean_steps")
+
+
+def test_summarize_the_real_tiny_sweep(tiny_sweep, tmp_path):
+  table = sweep_results.summarize(tiny_sweep.sweep_dir, str(tmp_path), [], "mean_ponder")
+  networks = _read_csv(tmp_path / "networks.csv")
+  assert sorted((r["trial"], r["tau"], r["seed"], r["step"]) for r in networks) == [
+      ("seed=0-tau=0.001", "0.001", "0", "20"), ("seed=0-tau=0.01", "0.01", "0", "20"),
+      ("seed=1-tau=0.01", "0.01", "1", "20")]
+  for row in networks:
+    results = json.load(open(os.path.join(tiny_sweep.sweep_dir, row["trial"], "results.json")))
+    assert float(row["sequence_error"]) == results["sequence_error"]
+  assert [line.split()[:2] for line in table.splitlines()[1:]] == [["0.001", "1"], ["0.01", "2"]]
+  difficulty = _read_csv(tmp_path / "by_difficulty.csv")
+  assert sum(int(r["count"]) for r in difficulty) == 3 * 64  # 2 eval batches of 32 per run
+  assert all(_is_png(tmp_path / name) for name in PLOTS)
