@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -322,6 +324,37 @@ def _restore(manager: ocp.CheckpointManager, model, optimizer, workdir: str) -> 
   return step
 
 
+class _StopRequests:
+  """SIGINT and SIGTERM as a request that the training loop reads between steps.
+
+  The loop then stops after the current step, saves a checkpoint and raises
+  KeyboardInterrupt, so that no signal lands inside a checkpoint save. A
+  second SIGINT interrupts at once. Handlers are installed only in the main
+  thread (the only one that receives signals) and restored on exit.
+  """
+
+  SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+  def __init__(self):
+    self.requested: str | None = None  # the name of the first signal received
+    self._previous = {}
+
+  def _handle(self, signum, frame):
+    del frame
+    if self.requested and signum == signal.SIGINT:
+      raise KeyboardInterrupt
+    self.requested = signal.Signals(signum).name
+
+  def __enter__(self) -> "_StopRequests":
+    if threading.current_thread() is threading.main_thread():
+      self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    for s, handler in self._previous.items():
+      signal.signal(s, handler)
+
+
 def _format_seconds(seconds: float) -> str:
   minutes, seconds = divmod(int(seconds), 60)
   hours, minutes = divmod(minutes, 60)
@@ -342,6 +375,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   Raises:
     ConfigError: for an invalid config, an unwritable workdir, or a workdir
       whose checkpoint is of another config or unreadable.
+    KeyboardInterrupt: after SIGINT (Ctrl-C) or SIGTERM (e.g. a cluster's
+      preemption notice): training stops after the current step and saves a
+      checkpoint first, so the same call resumes from there.
   """
   task = validate(config)
   workdir = os.path.abspath(workdir)
@@ -365,8 +401,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   start_step, start_time, window = step, time.time(), []
   out_of_time = lambda: (config.time_budget_minutes > 0
                          and time.time() - start_time > 60 * config.time_budget_minutes)
-  try:
-    while step < config.num_steps and not out_of_time():
+  with _StopRequests() as stop:
+    while step < config.num_steps and not out_of_time() and not stop.requested:
       metrics = _train_step(model, optimizer, source.train(step), tau, task.metric)
       step += 1
       window.append(metrics)
@@ -388,14 +424,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                      result["mean_ponder"])
       if step % config.checkpoint_every == 0:
         save(step)
-  except KeyboardInterrupt:
-    logging.info("interrupted: saving a checkpoint at step %d", step)
     save(step)
     manager.wait_until_finished()
-    raise
-  save(step)
-  manager.wait_until_finished()
-  manager.close()
+    manager.close()
+  if stop.requested:
+    writer.close()
+    logging.info("%s: stopped with a checkpoint at step %d", stop.requested, step)
+    raise KeyboardInterrupt(stop.requested)
 
   result = evaluate(model, config, source)
   writer.write(step, "eval", result)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -94,6 +95,37 @@ def test_sigkill_then_rerun_ends_with_the_uninterrupted_parameters(tmp_path):
   assert step_a == step_b == 600
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
                params_a, params_b)
+
+
+def test_sigint_stops_after_a_checkpoint_that_the_rerun_resumes_from(tmp_path):
+  # Saves every 5 steps, so the signal often arrives while an async save is in flight.
+  overrides = ["--config.num_steps=100000", "--config.checkpoint_every=5",
+               "--config.log_every=1000", "--config.eval_every=100000"]
+  proc = subprocess.Popen(_cli(tmp_path, *overrides), cwd=REPO, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+  deadline = time.time() + 120
+  while time.time() < deadline and not (tmp_path / "checkpoints" / "5").is_dir():
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGINT)
+  stdout, stderr = proc.communicate(timeout=120)
+  assert proc.returncode == 130, stderr[-2000:]
+  assert "run the same command to resume" in stdout
+  stopped_at = int(re.search(r"SIGINT: stopped with a checkpoint at step (\d+)", stderr)[1])
+  manager = ocp.CheckpointManager(tmp_path / "checkpoints")
+  assert manager.latest_step() == stopped_at > 0
+  manager.close()
+  rerun = subprocess.run(_cli(tmp_path, *overrides[1:], f"--config.num_steps={stopped_at + 5}"),
+                         cwd=REPO, capture_output=True, text=True)
+  assert rerun.returncode == 0, rerun.stderr[-2000:]
+  assert f"resumed from the checkpoint at step {stopped_at}" in rerun.stderr
+
+
+def test_sigterm_is_a_stop_request():
+  with train._StopRequests() as stop:  # pylint: disable=protected-access
+    assert stop.requested is None
+    os.kill(os.getpid(), signal.SIGTERM)
+    assert stop.requested == "SIGTERM"
+  assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored
 
 
 @pytest.mark.parametrize("field,value,message", [
