@@ -5,6 +5,14 @@ r"""Trains one task model from the command line.
       --config.tau=0.01 --config.mode=none
 
 Running the same command again resumes from the workdir's last checkpoint.
+
+An ensemble of K networks in one jit-compiled step (network i: seed + i, tau taus[i]):
+
+  python -m launch.train --config=tasks/configs/parity.py --workdir=runs/parity_taus \
+      --config.num_networks=3 --config.taus='(0.01, 0.001, 0.0001)'
+
+Every step shards the batch over all devices; on a multi-host GPU cluster or
+TPU pod, start one process per host with ``--config.distributed`` (the devices of all hosts).
 """
 
 from absl import app, flags, logging

@@ -6,17 +6,30 @@ its input steps, both averaged over the batch), a jit-compiled step, periodic
 evaluation on a held-out stream, progress lines, metrics as JSONL and
 TensorBoard events, orbax checkpoints that a rerun of the same command resumes
 from, and ``results.json`` at the end.
+
+Ensembles: ``config.num_networks = K`` networks train side by side in one
+jit-compiled step, ``jax.vmap`` over their parameters, optimizer states,
+batches and taus (traced values: one compilation serves every tau). Network
+``i`` is the single-network run of seed ``config.seed + i`` and tau
+``config.taus[i]`` (or ``config.tau``): see :func:`network_config`.
+
+Data parallel: every step shards the batch axis over all devices (a 1-D
+:class:`~jax.sharding.Mesh` with the axis ``"data"``); parameters and
+optimizer states are replicated, and XLA sums the gradients across devices.
+On one device this is the plain single-device step.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import os
 import signal
 import threading
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -26,16 +39,22 @@ import optax
 import orbax.checkpoint as ocp
 from absl import logging
 from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import act_jax
 from tasks import models
+from tasks.configs import common
 from tasks.data import Batch, text
 from tasks.registry import BITS_PER_CHARACTER, BatchSource, Task, get_task
 
 # Fields a resumed run may change; every other field must match the checkpoint's.
 RESUMABLE_CHANGES = frozenset(
     {"num_steps", "time_budget_minutes", "log_every", "eval_every", "eval_batches",
-     "checkpoint_every", "plot"})
+     "checkpoint_every", "plot", "distributed"})
+# Fields added to the configs after runs were saved: a saved config.json without
+# them holds their default values (common.base_config).
+_ADDED_FIELDS = ("num_networks", "taus", "distributed")
+DATA_AXIS = "data"  # the mesh axis that the batch is sharded over
 
 
 _SHORT_NAMES = {"sequence_error": "error", BITS_PER_CHARACTER: "bpc"}
@@ -76,11 +95,59 @@ def validate(config: ml_collections.ConfigDict) -> Task:
     raise ConfigError(f"config.cell must be one of {sorted(models.CELLS)}, got {config.cell!r}")
   if config.mode == "repeat":
     _positive_int(config, "repeats")
+  _check_networks(config)
+  devices = jax.device_count()
+  for name in ("batch_size", "eval_batch_size"):
+    if config[name] % devices:
+      raise ConfigError(
+          f"config.{name} ({config[name]}) must be divisible by the number of devices "
+          f"({devices}): every step shards the batch over all of them")
   try:
     task.check_options(config.task_options.to_dict())
   except (ValueError, OSError) as e:  # OSError: a missing or unreadable data file
     raise ConfigError(f"config.task_options: {e}") from e
   return task
+
+
+def _check_networks(config: ml_collections.ConfigDict) -> None:
+  """Checks ``num_networks`` and ``taus``: one non-negative tau per network, or none."""
+  _positive_int(config, "num_networks")
+  taus = config.taus
+  if not isinstance(taus, (tuple, list)):
+    raise ConfigError(f"config.taus must be a tuple of floats (or () for config.tau), "
+                      f"got {taus!r}")
+  if taus and len(taus) != config.num_networks:
+    raise ConfigError(
+        f"config.taus has {len(taus)} values {tuple(taus)!r} but config.num_networks is "
+        f"{config.num_networks}: give one tau per network, or () for config.tau")
+  for i, tau in enumerate(taus):
+    try:
+      act_jax.check_time_penalty(tau)
+    except ValueError as e:
+      raise ConfigError(f"config.taus[{i}]: {e}") from e
+
+
+def _initialize_distributed(config: ml_collections.ConfigDict) -> None:
+  """``jax.distributed.initialize()`` for ``config.distributed``, before any other JAX call.
+
+  With several processes (a multi-host GPU cluster or TPU pod, its environment
+  read by ``jax.distributed.initialize``) the mesh spans every process's
+  devices; each process computes the whole batch of a step (a pure function of
+  seed and step) and places only its own devices' shards, and only process 0
+  writes metrics, ``config.json`` and ``results.json`` (orbax coordinates the
+  checkpoints). Tested: the plumbing of this flag, and sharding over several
+  devices of one process. Not tested: several processes. ``time_budget_minutes``
+  is measured per process, so give several processes ``num_steps`` instead.
+  """
+  if not isinstance(config.distributed, bool):
+    raise ConfigError(f"config.distributed must be True or False, got {config.distributed!r}")
+  if config.distributed and not jax.distributed.is_initialized():
+    jax.distributed.initialize()
+
+
+def _is_primary() -> bool:
+  """Whether this process writes the run's files (process 0)."""
+  return jax.process_index() == 0
 
 
 def _check_workdir(workdir: str) -> None:
@@ -94,13 +161,20 @@ def _check_workdir(workdir: str) -> None:
     raise ConfigError(f"workdir {workdir!r} is not writable: {e}") from e
 
 
+def _saved_config(path: str) -> dict[str, Any]:
+  """A run's ``config.json``, with the defaults of fields added since it was written."""
+  with open(path) as f:
+    saved = json.load(f)
+  defaults = json.loads(common.base_config().to_json())
+  return {**{name: defaults[name] for name in _ADDED_FIELDS}, **saved}
+
+
 def _check_same_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   """Raises ConfigError if ``workdir`` holds a run of a different config."""
   path = os.path.join(workdir, "config.json")
   current = json.loads(config.to_json())
   if os.path.exists(path):
-    with open(path) as f:
-      saved = json.load(f)
+    saved = _saved_config(path)
     changed = sorted(k for k in set(saved) | set(current)
                      if k not in RESUMABLE_CHANGES and saved.get(k) != current.get(k))
     if changed:
@@ -108,8 +182,25 @@ def _check_same_config(config: ml_collections.ConfigDict, workdir: str) -> None:
       raise ConfigError(
           f"workdir {workdir!r} holds a run with another config ({detail}); "
           "use a new workdir or the same config")
-  with open(path, "w") as f:
-    json.dump(current, f, indent=2, sort_keys=True)
+  if _is_primary():
+    with open(path, "w") as f:
+      json.dump(current, f, indent=2, sort_keys=True)
+
+
+def network_config(config: ml_collections.ConfigDict, index: int) -> ml_collections.ConfigDict:
+  """Network ``index`` of ``config``'s ensemble as the single-network run it equals.
+
+  Returns:
+    A copy of ``config`` with seed ``config.seed + index``, tau
+    ``config.taus[index]`` (or ``config.tau`` if ``taus`` is empty) and one
+    network.
+  """
+  single = ml_collections.ConfigDict(config.to_dict())
+  single.seed = config.seed + index
+  single.tau = float(config.taus[index]) if config.taus else float(config.tau)
+  single.num_networks = 1
+  single.taus = ()
+  return single
 
 
 def build_model(config: ml_collections.ConfigDict, task: Task) -> models.TaskModel:
@@ -149,7 +240,7 @@ def _ponder_terms(stats: act_jax.PonderStats, batch: Batch):
   return tuple(mean(x) for x in _per_step_ponder(stats))
 
 
-def _loss_fn(model: models.TaskModel, batch: Batch, tau: float, metric: str):
+def _loss_fn(model: models.TaskModel, batch: Batch, tau: jax.Array, metric: str):
   out = model(batch.inputs, batch.input_mask)
   losses, wrong = _target_terms(out.logits, batch)
   task_loss = jnp.sum(losses, axis=(1, 2))
@@ -166,16 +257,145 @@ def _loss_fn(model: models.TaskModel, batch: Batch, tau: float, metric: str):
   return loss, metrics
 
 
-@nnx.jit(static_argnames=("tau", "metric"))
-def _train_step(model, optimizer, batch, tau, metric):
+class TrainState(NamedTuple):
+  """The networks' variables, every leaf stacked on a leading network axis ``[K, ...]``.
+
+  Attributes:
+    model: the :class:`~tasks.models.TaskModel` parameters (``nnx.split``).
+    optimizer: the ``nnx.Optimizer`` (Adam) states.
+  """
+
+  model: nnx.State
+  optimizer: nnx.State
+
+
+class GraphDefs(NamedTuple):
+  """The static structure of a network and of its optimizer, shared by all networks."""
+
+  model: nnx.GraphDef
+  optimizer: nnx.GraphDef
+
+
+def data_mesh() -> Mesh:
+  """The 1-D mesh of all devices (of all processes) that batches are sharded over."""
+  return Mesh(np.asarray(jax.devices()), (DATA_AXIS,))
+
+
+def _put(tree: Any, sharding: NamedSharding) -> Any:
+  """Places every leaf of ``tree`` (host or device arrays) as a global array of ``sharding``.
+
+  Every process holds the whole value (the replicated state, or a batch that is
+  a pure function of seed and step) and places the shards of its own devices.
+  """
+  def put(x):
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+  return jax.tree.map(put, tree)
+
+
+def _replicated(tree: Any, mesh: Mesh) -> Any:
+  """``tree`` constrained to be whole on every device (readable by every process)."""
+  return jax.lax.with_sharding_constraint(tree, NamedSharding(mesh, PartitionSpec()))
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkBatches:
+  """The networks' batches, stacked ``[K, B, ...]`` and sharded over the batch axis.
+
+  Attributes:
+    sources: network ``i``'s :class:`~tasks.registry.BatchSource`.
+    mesh: the devices, from :func:`data_mesh`.
+  """
+
+  sources: tuple[BatchSource, ...]
+  mesh: Mesh
+
+  def _stacked(self, batches: Sequence[Batch]) -> Batch:
+    stacked = jax.tree.map(lambda *xs: np.stack(xs), *jax.device_get(list(batches)))
+    return _put(stacked, NamedSharding(self.mesh, PartitionSpec(None, DATA_AXIS)))
+
+  def train(self, step: int) -> Batch:
+    """Every network's training batch of ``step``."""
+    return self._stacked([source.train(step) for source in self.sources])
+
+  def held_out(self, max_batches: int, **options) -> Iterator[Batch]:
+    """Every network's evaluation batches (``options``: the sources' ``held_out``'s)."""
+    streams = [source.held_out(max_batches, **options) for source in self.sources]
+    for batches in zip(*streams):
+      yield self._stacked(batches)
+
+
+@functools.lru_cache(maxsize=None)
+def _adam(learning_rate: float) -> optax.GradientTransformation:
+  """One Adam per learning rate: equal optimizer graphdefs share compiled steps."""
+  return optax.adam(learning_rate)
+
+
+def _network(config: ml_collections.ConfigDict,
+             task: Task) -> tuple[models.TaskModel, nnx.Optimizer]:
+  """A freshly initialised model of ``config`` and its Adam optimizer."""
+  model = build_model(config, task)
+  return model, nnx.Optimizer(model, _adam(config.learning_rate), wrt=nnx.Param)
+
+
+def initial_networks(config: ml_collections.ConfigDict, task: Task,
+                     mesh: Mesh) -> tuple[GraphDefs, TrainState]:
+  """``config``'s K freshly initialised networks (seed ``config.seed + i``) and optimizers.
+
+  Returns:
+    Their shared graphdefs, and their state stacked and replicated on ``mesh``.
+  """
+  networks = [_network(network_config(config, i), task) for i in range(config.num_networks)]
+  graphdefs = GraphDefs(*(nnx.graphdef(x) for x in networks[0]))
+  states = [TrainState(*(nnx.state(x) for x in network)) for network in networks]
+  stacked = jax.tree.map(lambda *xs: np.stack(xs), *states)
+  return graphdefs, _put(stacked, NamedSharding(mesh, PartitionSpec()))
+
+
+def _taus(config: ml_collections.ConfigDict) -> list[float]:
+  """Network ``i``'s tau: ``config.taus[i]``, or ``config.tau`` if ``taus`` is empty."""
+  return [network_config(config, i).tau for i in range(config.num_networks)]
+
+
+def network_batches(config: ml_collections.ConfigDict, task: Task, mesh: Mesh) -> NetworkBatches:
+  """The batches of ``config``'s networks: network ``i`` draws those of seed ``seed + i``."""
+  return NetworkBatches(
+      tuple(task.source(network_config(config, i)) for i in range(config.num_networks)), mesh)
+
+
+def _network_step(graphdefs: GraphDefs, metric: str, state: TrainState, batch: Batch,
+                  tau: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One Adam step of one network (unstacked state, batch and tau)."""
+  model = nnx.merge(graphdefs.model, state.model)
+  optimizer = nnx.merge(graphdefs.optimizer, state.optimizer)
   grad_fn = nnx.value_and_grad(_loss_fn, has_aux=True)
   (loss, metrics), grads = grad_fn(model, batch, tau, metric)
   optimizer.update(model, grads)
-  return {"loss": loss, **metrics}
+  return TrainState(nnx.state(model), nnx.state(optimizer)), {"loss": loss, **metrics}
 
 
-@nnx.jit
-def _sequence_eval_step(model, batch):
+@functools.partial(jax.jit, static_argnames=("graphdefs", "metric", "mesh"))
+def train_step(graphdefs: GraphDefs, state: TrainState, batch: Batch, taus: jax.Array, *,
+               metric: str, mesh: Mesh) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One Adam step of every network, vmapped over the leading network axis.
+
+  Args:
+    graphdefs: the networks' shared structure.
+    state: their stacked state ``[K, ...]``, replicated on ``mesh``.
+    batch: their batches ``[K, B, ...]``, sharded over ``B``.
+    taus: their time penalties ``[K]``, traced: one compilation serves every tau.
+    metric: the task's headline metric (also returned per step).
+    mesh: the devices.
+
+  Returns:
+    The new state and each network's loss and metrics ``[K]``, replicated.
+  """
+  step = functools.partial(_network_step, graphdefs, metric)
+  return _replicated(jax.vmap(step)(state, batch, taus), mesh)
+
+
+def _sequence_outputs(model: models.TaskModel, batch: Batch) -> dict[str, jax.Array]:
+  """Per example: any mistake, mean N and rho, difficulty."""
   out = model(batch.inputs, batch.input_mask)
   _, wrong = _target_terms(out.logits, batch)
   steps, ponder = _ponder_terms(out.stats, batch)
@@ -183,18 +403,26 @@ def _sequence_eval_step(model, batch):
           "difficulty": batch.difficulty}
 
 
-@nnx.jit
-def _text_eval_step(model, batch):
+def _character_outputs(model: models.TaskModel, batch: Batch) -> dict[str, jax.Array]:
+  """Per input step: loss, mistake, N and rho, and the input byte and target mask."""
   out = model(batch.inputs, batch.input_mask)
   losses, wrong = _target_terms(out.logits, batch)
   steps, ponder = _per_step_ponder(out.stats)
-  return {"loss": losses[..., 0], "wrong": wrong[..., 0], "steps": steps, "ponder": ponder}
+  return {"loss": losses[..., 0], "wrong": wrong[..., 0], "steps": steps, "ponder": ponder,
+          "inputs": batch.inputs, "mask": batch.target_mask}
 
 
-def _evaluate_sequences(model, batches) -> dict[str, Any]:
+@functools.partial(jax.jit, static_argnames=("graphdef", "metric", "mesh"))
+def _eval_step(graphdef: nnx.GraphDef, model_state: nnx.State, batch: Batch, *, metric: str,
+               mesh: Mesh) -> dict[str, jax.Array]:
+  """Every network's outputs ``[K, B, ...]`` on its batch, replicated."""
+  outputs = _character_outputs if metric == BITS_PER_CHARACTER else _sequence_outputs
+  per_network = lambda state, batch: outputs(nnx.merge(graphdef, state), batch)
+  return _replicated(jax.vmap(per_network)(model_state, batch), mesh)
+
+
+def _sequence_summary(per_example: Mapping[str, np.ndarray]) -> dict[str, Any]:
   """Sequence error, mean N and mean rho per example, and by difficulty."""
-  parts = [jax.device_get(_sequence_eval_step(model, batch)) for batch in batches]
-  per_example = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
   by_difficulty = {}
   for d in np.unique(per_example["difficulty"]):
     sel = per_example["difficulty"] == d
@@ -210,19 +438,20 @@ def _evaluate_sequences(model, batches) -> dict[str, Any]:
           "by_difficulty": by_difficulty}
 
 
-def _evaluate_characters(model, batches) -> dict[str, Any]:
+def _predicted_characters(outputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """The predicted bytes of :func:`_character_outputs`, with their input's class."""
+  mask = outputs["mask"]
+  return {"loss": outputs["loss"][mask], "wrong": outputs["wrong"][mask],
+          "steps": outputs["steps"][mask], "ponder": outputs["ponder"][mask],
+          "class": text.character_class(outputs["inputs"][mask])}
+
+
+def _character_summary(per_char: Mapping[str, np.ndarray]) -> dict[str, Any]:
   """Bits per character, error rate, N and rho per predicted byte, and by class.
 
   Each row of ``by_difficulty`` holds the bytes whose *input* character is of
   that class (the step that reads a space, say, predicts the byte after it).
   """
-  parts = []
-  for batch in batches:
-    out = jax.device_get(_text_eval_step(model, batch))
-    mask = np.asarray(batch.target_mask)
-    parts.append({**{k: v[mask] for k, v in out.items()},
-                  "class": text.character_class(np.asarray(batch.inputs)[mask])})
-  per_char = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
   summary = lambda sel: {
       "count": int(sel.sum()),
       "bits_per_character": float(per_char["loss"][sel].mean() / np.log(2)),
@@ -234,94 +463,176 @@ def _evaluate_characters(model, batches) -> dict[str, Any]:
   return {**summary(np.ones(per_char["loss"].shape, bool)), "by_difficulty": by_class}
 
 
-def evaluate(model, config: ml_collections.ConfigDict,
+class Evaluation(NamedTuple):
+  """Results of the networks of a run.
+
+  Attributes:
+    pooled: over the examples of all networks together (each network scores
+      as many, so its averages are the means over networks; counts add up).
+    networks: network ``i``'s own.
+  """
+
+  pooled: dict[str, Any]
+  networks: list[dict[str, Any]]
+
+
+def _evaluate_batches(graphdef: nnx.GraphDef, model_state: nnx.State, batches: Iterable[Batch],
+                      metric: str, mesh: Mesh) -> Evaluation:
+  """Evaluates stacked networks on their stacked ``batches``."""
+  parts = [jax.device_get(_eval_step(graphdef, model_state, batch, metric=metric, mesh=mesh))
+           for batch in batches]
+  outputs = {k: np.concatenate([p[k] for p in parts], axis=1) for k in parts[0]}
+  if metric == BITS_PER_CHARACTER:
+    examples, summarize = _predicted_characters, _character_summary
+  else:
+    examples, summarize = dict, _sequence_summary
+  num_networks = len(next(iter(outputs.values())))
+  networks = [examples({k: v[i] for k, v in outputs.items()}) for i in range(num_networks)]
+  pooled = {k: np.concatenate([n[k] for n in networks]) for k in networks[0]}
+  return Evaluation(summarize(pooled), [summarize(n) for n in networks])
+
+
+def _evaluate_networks(graphdef: nnx.GraphDef, model_state: nnx.State,
+                       config: ml_collections.ConfigDict, source: NetworkBatches) -> Evaluation:
+  """Evaluates stacked networks on up to ``config.eval_batches`` held-out batches each."""
+  metric = get_task(config.task).metric
+  run = lambda **options: _evaluate_batches(
+      graphdef, model_state, source.held_out(config.eval_batches, **options), metric,
+      source.mesh)
+  held_out = run()
+  if metric != BITS_PER_CHARACTER:
+    return held_out
+  seen = run(split="train")
+  train_bpc = lambda held, seen: {**held, "train_bits_per_character": seen[metric]}
+  return Evaluation(train_bpc(held_out.pooled, seen.pooled),
+                    [train_bpc(*pair) for pair in zip(held_out.networks, seen.networks)])
+
+
+def evaluate(model: models.TaskModel, config: ml_collections.ConfigDict,
              source: BatchSource | None = None) -> dict[str, Any]:
-  """Evaluates ``model`` on up to ``config.eval_batches`` held-out batches.
+  """Evaluates one network on up to ``config.eval_batches`` held-out batches.
 
   Synthetic tasks: sequence error, mean N and mean rho, and by difficulty.
   Text: bits per character, error rate, mean N and rho per byte, by input
   character class, and ``train_bits_per_character`` on as many bytes from the
   start of the train split. ``count`` (text) is the number of bytes scored.
+
+  Args:
+    model: the network.
+    config: its run's config (of one network: see :func:`network_config`).
+    source: where its batches come from (default: ``config``'s task's).
   """
-  task = get_task(config.task)
-  source = source or task.source(config)
-  if task.metric == BITS_PER_CHARACTER:
-    held_out = _evaluate_characters(model, source.held_out(config.eval_batches))
-    seen = _evaluate_characters(model, source.held_out(config.eval_batches, split="train"))
-    return {**held_out, "train_bits_per_character": seen["bits_per_character"]}
-  return _evaluate_sequences(model, source.held_out(config.eval_batches))
+  mesh = data_mesh()
+  graphdef, model_state = nnx.split(model)
+  stacked = _put(jax.tree.map(lambda x: np.asarray(x)[None], model_state),
+                 NamedSharding(mesh, PartitionSpec()))
+  sources = NetworkBatches((source or get_task(config.task).source(config),), mesh)
+  return _evaluate_networks(graphdef, stacked, config, sources).pooled
 
 
 class _MetricWriter:
-  """Appends metrics to ``metrics.jsonl`` and TensorBoard event files."""
+  """Appends metrics to ``metrics.jsonl`` and TensorBoard event files (process 0 only)."""
 
   def __init__(self, workdir: str):
     from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-    self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
-    self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+    self._primary = _is_primary()
+    if self._primary:
+      self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+      self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
 
   def write(self, step: int, split: str, metrics: Mapping[str, float]) -> None:
-    scalars = {k: float(v) for k, v in metrics.items() if not isinstance(v, Mapping)}
-    self._jsonl.write(json.dumps({"step": step, "split": split, **scalars}) + "\n")
+    if not self._primary:
+      return
+    self._jsonl.write(json.dumps({"step": step, "split": split, **metrics}) + "\n")
     self._jsonl.flush()
-    for k, v in scalars.items():
+    for k, v in metrics.items():
       self._tb.add_scalar(f"{split}/{k}", v, step)
     self._tb.flush()
 
   def close(self) -> None:
-    self._jsonl.close()
-    self._tb.close()
+    if self._primary:
+      self._jsonl.close()
+      self._tb.close()
 
 
-def _initial_state(config: ml_collections.ConfigDict, task: Task):
-  """A freshly initialised model and its Adam optimizer."""
-  model = build_model(config, task)
-  return model, nnx.Optimizer(model, optax.adam(config.learning_rate), wrt=nnx.Param)
+def _metric_row(pooled: Mapping[str, Any],
+                networks: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+  """The scalar metrics: pooled (the mean over networks), and for K > 1 network i's as
+  ``name/i``."""
+  scalars = lambda metrics: {k: float(v) for k, v in metrics.items() if not isinstance(v, Mapping)}
+  row = scalars(pooled)
+  if len(networks) > 1:
+    row.update({f"{k}/{i}": v for i, metrics in enumerate(networks)
+                for k, v in scalars(metrics).items()})
+  return row
 
 
-def load_trained_model(workdir: str) -> tuple[models.TaskModel, ml_collections.ConfigDict, int]:
-  """The model of a training run's latest checkpoint, with its config and step.
+def _checkpoint_layout(state: TrainState, num_networks: int) -> dict[str, Any]:
+  """What a checkpoint holds: the model and optimizer states as pure dicts.
 
-  Raises:
-    ConfigError: if ``workdir`` holds no run or no checkpoint, or the
-      checkpoint is unreadable.
+  With one network, without the network axis: the layout of every
+  single-network run, before ensembles too.
   """
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
-    raise ConfigError(f"{workdir!r} holds no training run (no config.json)")
-  with open(path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
-  model, optimizer = _initial_state(config, validate(config))
-  manager = ocp.CheckpointManager(os.path.join(workdir, "checkpoints"))
-  step = _restore(manager, model, optimizer, workdir)
-  manager.close()
-  if not step:
-    raise ConfigError(f"{workdir!r} holds no checkpoint yet")
-  return model, config, step
+  layout = {"model": nnx.to_pure_dict(state.model),
+            "optimizer": nnx.to_pure_dict(state.optimizer)}
+  return layout if num_networks > 1 else jax.tree.map(lambda x: x[0], layout)
 
 
-def _checkpoint_state(model, optimizer) -> dict[str, Any]:
-  return {"model": nnx.to_pure_dict(nnx.state(model)),
-          "optimizer": nnx.to_pure_dict(nnx.state(optimizer))}
-
-
-def _restore(manager: ocp.CheckpointManager, model, optimizer, workdir: str) -> int:
-  """Restores the latest checkpoint into model and optimizer; returns its step."""
+def _restore(manager: ocp.CheckpointManager, state: TrainState, num_networks: int,
+             workdir: str, mesh: Mesh) -> tuple[int, TrainState]:
+  """The latest checkpoint's step and state (step 0 and ``state`` if there is none)."""
   step = manager.latest_step()
   if step is None:
-    return 0
-  target = jax.tree.map(ocp.utils.to_shape_dtype_struct, _checkpoint_state(model, optimizer))
+    return 0, state
+  replicated = NamedSharding(mesh, PartitionSpec())
+  target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
+                        _checkpoint_layout(state, num_networks))
   try:
     restored = manager.restore(step, args=ocp.args.StandardRestore(target))
   except Exception as e:  # orbax raises many types for unreadable or mismatched files
     raise ConfigError(
         f"the checkpoint at step {step} in {workdir!r} is corrupt or does not match the "
         f"config: {type(e).__name__}: {e}") from e
-  for name, obj in (("model", model), ("optimizer", optimizer)):
-    state = nnx.state(obj)
-    nnx.replace_by_pure_dict(state, restored[name])
-    nnx.update(obj, state)
-  return step
+  if num_networks == 1:
+    restored = jax.tree.map(lambda x: np.asarray(x)[None], restored)
+  nnx.replace_by_pure_dict(state.model, restored["model"])
+  nnx.replace_by_pure_dict(state.optimizer, restored["optimizer"])
+  return step, _put(state, replicated)
+
+
+def load_trained_model(workdir: str, network: int = 0
+                       ) -> tuple[models.TaskModel, ml_collections.ConfigDict, int]:
+  """A network of a training run's latest checkpoint, with its config and step.
+
+  Args:
+    workdir: the run's workdir.
+    network: which network of an ensemble (0 for a single-network run).
+
+  Returns:
+    The model, the config of the single-network run it equals
+    (:func:`network_config`: ``evaluate(model, config)`` evaluates it), and
+    the checkpoint's step.
+
+  Raises:
+    ConfigError: if ``workdir`` holds no run or no checkpoint, the checkpoint
+      is unreadable, or there is no such network.
+  """
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    raise ConfigError(f"{workdir!r} holds no training run (no config.json)")
+  config = ml_collections.ConfigDict(_saved_config(path))
+  task = validate(config)
+  if not 0 <= network < config.num_networks:
+    raise ConfigError(f"{workdir!r} holds networks 0..{config.num_networks - 1}, not {network}")
+  mesh = data_mesh()
+  graphdefs, state = initial_networks(config, task, mesh)
+  manager = ocp.CheckpointManager(os.path.join(workdir, "checkpoints"))
+  step, state = _restore(manager, state, config.num_networks, workdir, mesh)
+  manager.close()
+  if not step:
+    raise ConfigError(f"{workdir!r} holds no checkpoint yet")
+  model = nnx.merge(graphdefs.model, jax.tree.map(lambda x: np.asarray(x)[network], state.model))
+  return model, network_config(config, network), step
 
 
 class _StopRequests:
@@ -362,7 +673,7 @@ def _format_seconds(seconds: float) -> str:
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Trains ``config``'s task model in ``workdir``, resuming from its checkpoint.
+  """Trains ``config``'s task networks in ``workdir``, resuming from its checkpoint.
 
   Args:
     config: a config from ``tasks/configs`` (see ``tasks/configs/common.py``).
@@ -370,7 +681,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       ``config.json`` and ``results.json`` go.
 
   Returns:
-    The final results (also written to ``workdir/results.json``).
+    The final results (also written to ``workdir/results.json``): the task,
+    step, ``tau``, mode and metric names, then the evaluation of
+    :func:`evaluate` pooled over the networks (for K > 1 the mean over
+    networks; ``tau`` too), and ``networks``: network ``i``'s ``seed``,
+    ``tau`` and evaluation.
 
   Raises:
     ConfigError: for an invalid config, an unwritable workdir, or a workdir
@@ -379,52 +694,66 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       preemption notice): training stops after the current step and saves a
       checkpoint first, so the same call resumes from there.
   """
+  _initialize_distributed(config)
   task = validate(config)
   workdir = os.path.abspath(workdir)
   _check_workdir(workdir)
   _check_same_config(config, workdir)
 
-  model, optimizer = _initial_state(config, task)
+  mesh = data_mesh()
+  graphdefs, state = initial_networks(config, task, mesh)
   manager = ocp.CheckpointManager(
       os.path.join(workdir, "checkpoints"),
       options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True))
-  step = _restore(manager, model, optimizer, workdir)
+  step, state = _restore(manager, state, config.num_networks, workdir, mesh)
   if step:
     logging.info("resumed from the checkpoint at step %d", step)
   writer = _MetricWriter(workdir)
-  source = task.source(config)
-  tau = float(config.tau)
+  source = network_batches(config, task, mesh)
+  taus = _taus(config)
+  tau_per_network = _put(np.asarray(taus, np.float32), NamedSharding(mesh, PartitionSpec()))
+  short = _SHORT_NAMES[task.metric]
 
-  def save(step: int) -> None:
-    manager.save(step, args=ocp.args.StandardSave(_checkpoint_state(model, optimizer)))
+  def save(step: int, state: TrainState) -> None:
+    manager.save(step, args=ocp.args.StandardSave(
+        _checkpoint_layout(state, config.num_networks)))
+
+  def evaluate_and_write(step: int, state: TrainState) -> Evaluation:
+    result = _evaluate_networks(graphdefs.model, state.model, config, source)
+    writer.write(step, "eval", _metric_row(result.pooled, result.networks))
+    return result
 
   start_step, start_time, window = step, time.time(), []
   out_of_time = lambda: (config.time_budget_minutes > 0
                          and time.time() - start_time > 60 * config.time_budget_minutes)
   with _StopRequests() as stop:
     while step < config.num_steps and not out_of_time() and not stop.requested:
-      metrics = _train_step(model, optimizer, source.train(step), tau, task.metric)
+      state, metrics = train_step(graphdefs, state, source.train(step), tau_per_network,
+                                  metric=task.metric, mesh=mesh)
       step += 1
       window.append(metrics)
       if step % config.log_every == 0 or step == config.num_steps or out_of_time():
-        averaged = {k: float(np.mean([m[k] for m in window])) for k in window[0]}
+        per_network = {k: np.mean(jax.device_get([m[k] for m in window]), axis=0)
+                       for k in window[0]}
         window = []
         rate = (step - start_step) / max(time.time() - start_time, 1e-9)
-        writer.write(step, "train", {**averaged, "steps_per_second": rate})
+        networks = [{k: v[i] for k, v in per_network.items()}
+                    for i in range(config.num_networks)]
+        averaged = {k: v.mean() for k, v in per_network.items()}
+        writer.write(step, "train",
+                     {**_metric_row(averaged, networks), "steps_per_second": rate})
         logging.info(
             "step %d/%d | %.1f steps/s | loss %.4f | %s %.3f | N %.2f | rho %.2f | ETA %s",
-            step, config.num_steps, rate, averaged["loss"], _SHORT_NAMES[task.metric],
-            averaged[task.metric], averaged["mean_steps"], averaged["mean_ponder"],
+            step, config.num_steps, rate, averaged["loss"], short, averaged[task.metric],
+            averaged["mean_steps"], averaged["mean_ponder"],
             _format_seconds((config.num_steps - step) / rate))
       if step % config.eval_every == 0 and step < config.num_steps:
-        result = evaluate(model, config, source)
-        writer.write(step, "eval", result)
-        logging.info("eval at step %d | %s %.4f | N %.2f | rho %.2f", step,
-                     _SHORT_NAMES[task.metric], result[task.metric], result["mean_steps"],
-                     result["mean_ponder"])
+        result = evaluate_and_write(step, state).pooled
+        logging.info("eval at step %d | %s %.4f | N %.2f | rho %.2f", step, short,
+                     result[task.metric], result["mean_steps"], result["mean_ponder"])
       if step % config.checkpoint_every == 0:
-        save(step)
-    save(step)
+        save(step, state)
+    save(step, state)
     manager.wait_until_finished()
     manager.close()
   if stop.requested:
@@ -432,33 +761,45 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     logging.info("%s: stopped with a checkpoint at step %d", stop.requested, step)
     raise KeyboardInterrupt(stop.requested)
 
-  result = evaluate(model, config, source)
-  writer.write(step, "eval", result)
+  result = evaluate_and_write(step, state)
   writer.close()
-  results = {"task": config.task, "step": step, "tau": tau, "act": config.mode == "act",
-             "mode": config.mode, "metric": task.metric, "difficulty": task.difficulty,
-             **result}
-  with open(os.path.join(workdir, "results.json"), "w") as f:
-    json.dump(results, f, indent=2)
-  if config.plot:
-    from tasks import plots  # pylint: disable=g-import-not-at-top
-    plots.plot_run(workdir)
+  results = {"task": config.task, "step": step, "tau": float(np.mean(taus)),
+             "act": config.mode == "act", "mode": config.mode, "metric": task.metric,
+             "difficulty": task.difficulty, **result.pooled,
+             "networks": [{"seed": config.seed + i, "tau": tau, **network}
+                          for i, (tau, network) in enumerate(zip(taus, result.networks))]}
+  if _is_primary():
+    with open(os.path.join(workdir, "results.json"), "w") as f:
+      json.dump(results, f, indent=2)
+    if config.plot:
+      from tasks import plots  # pylint: disable=g-import-not-at-top
+      plots.plot_run(workdir)
   return results
 
 
-def summary_table(results: Mapping[str, Any]) -> str:
-  """A readable multi-line summary of ``results.json``."""
-  metric = results.get("metric", "sequence_error")
-  head = (f"{results['task']} ({results['mode']}, tau={results['tau']:g}) after "
-          f"{results['step']} steps: ")
+def _metric_line(metrics: Mapping[str, Any], metric: str) -> str:
+  """The headline metric, mean N and mean rho of one result."""
   if metric == BITS_PER_CHARACTER:
-    head += (f"held-out {results['bits_per_character']:.3f} bpc (train "
-             f"{results['train_bits_per_character']:.3f}), ")
+    head = (f"held-out {metrics['bits_per_character']:.3f} bpc (train "
+            f"{metrics['train_bits_per_character']:.3f}), ")
   else:
-    head += f"sequence error {results['sequence_error']:.4f}, "
-  lines = [head + f"mean N {results['mean_steps']:.2f}, mean rho {results['mean_ponder']:.2f}",
-           f"  {results['difficulty']:>24s} {'count':>8s} {_SHORT_NAMES[metric]:>7s} "
-           f"{'N':>6s} {'rho':>6s}"]
+    head = f"sequence error {metrics['sequence_error']:.4f}, "
+  return head + f"mean N {metrics['mean_steps']:.2f}, mean rho {metrics['mean_ponder']:.2f}"
+
+
+def summary_table(results: Mapping[str, Any]) -> str:
+  """A readable multi-line summary of ``results.json``; one line per network of an ensemble."""
+  metric = results.get("metric", "sequence_error")
+  networks = results.get("networks", [])
+  ensemble = len(networks) > 1
+  setting = f"{len(networks)} networks, mean" if ensemble else f"tau={results['tau']:g}"
+  lines = [f"{results['task']} ({results['mode']}, {setting}) after {results['step']} steps: "
+           + _metric_line(results, metric)]
+  if ensemble:
+    lines += [f"  network {i} (seed {n['seed']}, tau={n['tau']:g}): {_metric_line(n, metric)}"
+              for i, n in enumerate(networks)]
+  lines.append(f"  {results['difficulty']:>24s} {'count':>8s} {_SHORT_NAMES[metric]:>7s} "
+               f"{'N':>6s} {'rho':>6s}")
   rows = results["by_difficulty"].items()
   if metric != BITS_PER_CHARACTER:
     rows = sorted(rows, key=lambda kv: int(kv[0]))

@@ -24,6 +24,13 @@ def base_config() -> ml_collections.ConfigDict:
   config.num_steps = 100_000
   config.time_budget_minutes = 0.0  # > 0: stop after this much training time (this process)
   config.seed = 0
+  # Ensembles: K networks trained side by side in one jit-compiled step. Network i is the
+  # run of seed + i (its initialisation and its batches) with tau taus[i], or tau if taus
+  # is empty.
+  config.num_networks = 1  # K
+  config.taus = ()  # one time penalty per network, or () for tau everywhere
+  # Devices: every step shards the batch over all devices (batch sizes divisible by them).
+  config.distributed = False  # multi-host (GPU / TPU pods): jax.distributed.initialize() first
   # Evaluation, logging, checkpoints.
   config.eval_batch_size = 1000
   config.eval_batches = 4
