@@ -28,7 +28,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -44,8 +44,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 import act_jax
 from tasks import models
 from tasks.configs import common
-from tasks.data import Batch, text
-from tasks.registry import BITS_PER_CHARACTER, BatchSource, Task, get_task
+from tasks.data import Batch, batch_stream_key, text
+from tasks.registry import BITS_PER_CHARACTER, BatchSource, GeneratedBatches, Task, get_task
 
 # Fields a resumed run may change; every other field must match the checkpoint's.
 RESUMABLE_CHANGES = frozenset(
@@ -314,15 +314,49 @@ class NetworkBatches:
     stacked = jax.tree.map(lambda *xs: np.stack(xs), *jax.device_get(list(batches)))
     return _put(stacked, NamedSharding(self.mesh, PartitionSpec(None, DATA_AXIS)))
 
+  def _generated(self, step: int, split: str) -> Batch | None:
+    """Generated sources: all networks' batches in one jitted call, on the devices."""
+    first = self.sources[0]
+    if not isinstance(first, GeneratedBatches):
+      return None
+    batch_size = first.batch_size if split == "train" else first.eval_batch_size
+    generate = _stacked_generator(first.generate, batch_size, first.options, split,
+                                  NamedSharding(self.mesh, PartitionSpec(None, DATA_AXIS)))
+    return generate(np.asarray([source.seed for source in self.sources], np.int32),
+                    np.int32(step))
+
   def train(self, step: int) -> Batch:
     """Every network's training batch of ``step``."""
+    generated = self._generated(step, "train")
+    if generated is not None:
+      return generated
     return self._stacked([source.train(step) for source in self.sources])
 
   def held_out(self, max_batches: int, **options) -> Iterator[Batch]:
     """Every network's evaluation batches (``options``: the sources' ``held_out``'s)."""
+    if isinstance(self.sources[0], GeneratedBatches):
+      for i in range(max_batches):
+        yield self._generated(i, "eval")
+      return
     streams = [source.held_out(max_batches, **options) for source in self.sources]
     for batches in zip(*streams):
       yield self._stacked(batches)
+
+
+@functools.lru_cache(maxsize=None)
+def _stacked_generator(generate: Callable[..., Batch], batch_size: int,
+                       options: tuple[tuple[str, Any], ...], split: str,
+                       sharding: NamedSharding) -> Callable[[np.ndarray, np.ndarray], Batch]:
+  """``(seeds [K], step) -> Batch [K, B, ...]`` as one jitted call, placed with ``sharding``.
+
+  Network ``i``'s batch is its own source's: the generator at
+  ``batch_stream_key(seeds[i], step, split)``.
+  """
+  def stacked(seeds: jax.Array, step: jax.Array) -> Batch:
+    keys = jax.vmap(lambda seed: batch_stream_key(seed, step, split))(seeds)
+    return jax.vmap(lambda key: generate(key, batch_size, **dict(options)))(keys)
+
+  return jax.jit(stacked, out_shardings=sharding)
 
 
 @functools.lru_cache(maxsize=None)

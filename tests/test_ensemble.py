@@ -12,6 +12,7 @@ import pytest
 from tasks import train
 from tasks.configs import parity
 from tasks.configs import text as text_config
+from tasks.registry import get_task
 
 TAUS = (0.01, 0.001)
 SCALARS = ("sequence_error", "mean_steps", "mean_ponder")
@@ -141,3 +142,14 @@ def test_text_ensemble_stacks_the_networks_host_batches(tmp_path):
     np.testing.assert_allclose(results[key], np.mean([n[key] for n in networks]), rtol=1e-5)
   assert networks[0]["bits_per_character"] != networks[1]["bits_per_character"]
   assert results["count"] == 2 * networks[1]["count"]  # both score the same held-out bytes
+
+
+def test_generated_batches_of_all_networks_come_from_one_call_and_equal_each_source():
+  config = _tiny(num_networks=3)
+  batches = train.network_batches(config, get_task("parity"), train.data_mesh())
+  for stacked, per_network in (
+      (batches.train(7), [source.train(7) for source in batches.sources]),
+      (next(batches.held_out(1)), [next(source.held_out(1)) for source in batches.sources])):
+    for i, own in enumerate(per_network):
+      jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a)[i], b),
+                   stacked, jax.device_get(own))
