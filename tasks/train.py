@@ -651,6 +651,7 @@ def load_trained_model(workdir: str, network: int = 0
     ConfigError: if ``workdir`` holds no run or no checkpoint, the checkpoint
       is unreadable, or there is no such network.
   """
+  workdir = os.path.abspath(workdir)  # orbax needs absolute paths
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
     raise ConfigError(f"{workdir!r} holds no training run (no config.json)")

@@ -72,9 +72,10 @@ def test_signals_agree_with_the_training_loop_evaluation(run):
 def test_cli_writes_plot_html_and_tables(run, tmp_path):
   workdir = run[0]
   out = tmp_path / "analysis"
-  result = subprocess.run(
-      [sys.executable, "-m", "launch.analyze_ponder", f"--workdir={workdir}", "--show_chars=150",
-       f"--out_dir={out}"], cwd=REPO, capture_output=True, text=True)
+  result = subprocess.run(  # a relative workdir, as users type it
+      [sys.executable, "-m", "launch.analyze_ponder",
+       f"--workdir={os.path.relpath(workdir, REPO)}", "--show_chars=150", f"--out_dir={out}"],
+      cwd=REPO, capture_output=True, text=True)
   assert result.returncode == 0, result.stderr[-2000:]
   assert "by character class" in result.stdout and "| space |" in result.stdout
   saved = json.loads((out / "analysis.json").read_text())
