@@ -30,7 +30,7 @@ import numpy as np
 from absl import app, flags
 
 import timing  # benchmarks/timing.py, beside this script
-from tasks import train
+from tasks import networks, train
 from tasks.configs import parity
 from tasks.registry import get_task
 
@@ -51,16 +51,16 @@ def _config(num_networks: int):
 
 def _train_inputs(config, task, mesh) -> tuple:
   """(graphdefs, state, batch of step 0, taus) of ``config``'s networks."""
-  graphdefs, state = train.initial_networks(config, task, mesh)
-  batch = train.network_batches(config, task, mesh).train(0)
+  graphdefs, state = networks.initial_networks(config, task, mesh)
+  batch = networks.network_batches(config, task, mesh).train(0)
   return graphdefs, state, batch, np.asarray(config.taus or [config.tau], np.float32)
 
 
 def _setting(num_networks: int, rounds: int) -> dict:
-  config, task, mesh = _config(num_networks), get_task("parity"), train.data_mesh()
+  config, task, mesh = _config(num_networks), get_task("parity"), networks.data_mesh()
   step = functools.partial(train.train_step, metric=task.metric, mesh=mesh)
   stacked = _train_inputs(config, task, mesh)
-  singles = [_train_inputs(train.network_config(config, i), task, mesh)
+  singles = [_train_inputs(networks.network_config(config, i), task, mesh)
              for i in range(num_networks)]
   seconds = timing.median_seconds(
       {"vmapped": lambda: step(*stacked),

@@ -9,43 +9,37 @@ from, and ``results.json`` at the end.
 
 Ensembles: ``config.num_networks = K`` networks train side by side in one
 jit-compiled step, ``jax.vmap`` over their parameters, optimizer states,
-batches and taus (traced values: one compilation serves every tau). Network
-``i`` is the single-network run of seed ``config.seed + i`` and tau
-``config.taus[i]`` (or ``config.tau``): see :func:`network_config`.
-
-Data parallel: every step shards the batch axis over all devices (a 1-D
-:class:`~jax.sharding.Mesh` with the axis ``"data"``); parameters and
-optimizer states are replicated, and XLA sums the gradients across devices.
-On one device this is the plain single-device step.
+batches and taus (traced values: one compilation serves every tau); data
+parallel: the batch axis is sharded over all devices, parameters and optimizer
+states replicated. ``tasks/networks.py`` builds and places the stacked
+networks and their batches; ``tasks/evaluation.py`` scores them.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 import orbax.checkpoint as ocp
 from absl import logging
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import act_jax
-from tasks import models
+from tasks import evaluation, models, networks
 from tasks.configs import common
-from tasks.data import Batch, batch_stream_key, text
-from tasks.registry import BITS_PER_CHARACTER, BatchSource, GeneratedBatches, Task, get_task
+from tasks.data import Batch
+from tasks.registry import BITS_PER_CHARACTER, Task, get_task
 
 # Fields a resumed run may change; every other field must match the checkpoint's.
 RESUMABLE_CHANGES = frozenset(
@@ -54,7 +48,6 @@ RESUMABLE_CHANGES = frozenset(
 # Fields added to the configs after runs were saved: a saved config.json without
 # them holds their default values (common.base_config).
 _ADDED_FIELDS = ("num_networks", "taus", "distributed")
-DATA_AXIS = "data"  # the mesh axis that the batch is sharded over
 
 
 _SHORT_NAMES = {"sequence_error": "error", BITS_PER_CHARACTER: "bpc"}
@@ -187,67 +180,14 @@ def _check_same_config(config: ml_collections.ConfigDict, workdir: str) -> None:
       json.dump(current, f, indent=2, sort_keys=True)
 
 
-def network_config(config: ml_collections.ConfigDict, index: int) -> ml_collections.ConfigDict:
-  """Network ``index`` of ``config``'s ensemble as the single-network run it equals.
-
-  Returns:
-    A copy of ``config`` with seed ``config.seed + index``, tau
-    ``config.taus[index]`` (or ``config.tau`` if ``taus`` is empty) and one
-    network.
-  """
-  single = ml_collections.ConfigDict(config.to_dict())
-  single.seed = config.seed + index
-  single.tau = float(config.taus[index]) if config.taus else float(config.tau)
-  single.num_networks = 1
-  single.taus = ()
-  return single
-
-
-def build_model(config: ml_collections.ConfigDict, task: Task) -> models.TaskModel:
-  num_classes = task.num_classes(config.task_options)
-  per_slot = 1 if num_classes == 2 else num_classes  # binary: one sigmoid unit
-  return models.TaskModel(
-      input_size=task.input_size(config.task_options), hidden_size=config.hidden_size,
-      output_size=task.target_slots * per_slot, cell=config.cell, mode=config.mode,
-      repeats=config.repeats, max_steps=config.max_steps, epsilon=config.epsilon,
-      halting_bias=config.halting_bias, backend=config.backend,
-      rngs=nnx.Rngs(config.seed))
-
-
-def _target_terms(logits: jax.Array, batch: Batch):
-  """Per-target losses (nats) and mistakes ``[B, T, slots]``, zero off target."""
-  b, t, slots = batch.targets.shape
-  logits = logits.reshape(b, t, slots, -1)
-  if logits.shape[-1] == 1:  # binary: sigmoid unit, binary cross-entropy
-    logit = logits[..., 0]
-    losses = optax.sigmoid_binary_cross_entropy(logit, batch.targets.astype(jnp.float32))
-    predictions = (logit > 0).astype(jnp.int32)
-  else:
-    losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch.targets)
-    predictions = jnp.argmax(logits, axis=-1)
-  on_target = batch.target_mask[..., None]
-  return jnp.where(on_target, losses, 0.0), on_target & (predictions != batch.targets)
-
-
-def _per_step_ponder(stats: act_jax.PonderStats):
-  return stats.steps.astype(jnp.float32), stats.ponder_cost
-
-
-def _ponder_terms(stats: act_jax.PonderStats, batch: Batch):
-  """Per-example mean N and mean rho over the valid input steps."""
-  length = jnp.maximum(jnp.sum(batch.input_mask, axis=1), 1)
-  mean = lambda x: jnp.sum(jnp.where(batch.input_mask, x, 0.0), axis=1) / length
-  return tuple(mean(x) for x in _per_step_ponder(stats))
-
-
 def _loss_fn(model: models.TaskModel, batch: Batch, tau: jax.Array, metric: str):
   out = model(batch.inputs, batch.input_mask)
-  losses, wrong = _target_terms(out.logits, batch)
+  losses, wrong = evaluation.target_terms(out.logits, batch)
   task_loss = jnp.sum(losses, axis=(1, 2))
   loss = jnp.mean(task_loss)
   if model.mode == "act":
     loss = loss + act_jax.ponder_penalty(out.stats.ponder_cost, tau, batch.input_mask)
-  steps, ponder = _ponder_terms(out.stats, batch)
+  steps, ponder = evaluation.ponder_terms(out.stats, batch)
   metrics = {"task_loss": jnp.mean(task_loss), "mean_steps": jnp.mean(steps),
              "mean_ponder": jnp.mean(ponder)}
   if metric == BITS_PER_CHARACTER:
@@ -257,160 +197,20 @@ def _loss_fn(model: models.TaskModel, batch: Batch, tau: jax.Array, metric: str)
   return loss, metrics
 
 
-class TrainState(NamedTuple):
-  """The networks' variables, every leaf stacked on a leading network axis ``[K, ...]``.
-
-  Attributes:
-    model: the :class:`~tasks.models.TaskModel` parameters (``nnx.split``).
-    optimizer: the ``nnx.Optimizer`` (Adam) states.
-  """
-
-  model: nnx.State
-  optimizer: nnx.State
-
-
-class GraphDefs(NamedTuple):
-  """The static structure of a network and of its optimizer, shared by all networks."""
-
-  model: nnx.GraphDef
-  optimizer: nnx.GraphDef
-
-
-def data_mesh() -> Mesh:
-  """The 1-D mesh of all devices (of all processes) that batches are sharded over."""
-  return Mesh(np.asarray(jax.devices()), (DATA_AXIS,))
-
-
-def _put(tree: Any, sharding: NamedSharding) -> Any:
-  """Places every leaf of ``tree`` (host or device arrays) as a global array of ``sharding``.
-
-  Every process holds the whole value (the replicated state, or a batch that is
-  a pure function of seed and step) and places the shards of its own devices.
-  """
-  def put(x):
-    x = np.asarray(x)
-    return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
-  return jax.tree.map(put, tree)
-
-
-def _replicated(tree: Any, mesh: Mesh) -> Any:
-  """``tree`` constrained to be whole on every device (readable by every process)."""
-  return jax.lax.with_sharding_constraint(tree, NamedSharding(mesh, PartitionSpec()))
-
-
-@dataclasses.dataclass(frozen=True)
-class NetworkBatches:
-  """The networks' batches, stacked ``[K, B, ...]`` and sharded over the batch axis.
-
-  Attributes:
-    sources: network ``i``'s :class:`~tasks.registry.BatchSource`.
-    mesh: the devices, from :func:`data_mesh`.
-  """
-
-  sources: tuple[BatchSource, ...]
-  mesh: Mesh
-
-  def _stacked(self, batches: Sequence[Batch]) -> Batch:
-    stacked = jax.tree.map(lambda *xs: np.stack(xs), *jax.device_get(list(batches)))
-    return _put(stacked, NamedSharding(self.mesh, PartitionSpec(None, DATA_AXIS)))
-
-  def _generated(self, step: int, split: str) -> Batch | None:
-    """Generated sources: all networks' batches in one jitted call, on the devices."""
-    first = self.sources[0]
-    if not isinstance(first, GeneratedBatches):
-      return None
-    batch_size = first.batch_size if split == "train" else first.eval_batch_size
-    generate = _stacked_generator(first.generate, batch_size, first.options, split,
-                                  NamedSharding(self.mesh, PartitionSpec(None, DATA_AXIS)))
-    return generate(np.asarray([source.seed for source in self.sources], np.int32),
-                    np.int32(step))
-
-  def train(self, step: int) -> Batch:
-    """Every network's training batch of ``step``."""
-    generated = self._generated(step, "train")
-    if generated is not None:
-      return generated
-    return self._stacked([source.train(step) for source in self.sources])
-
-  def held_out(self, max_batches: int, **options) -> Iterator[Batch]:
-    """Every network's evaluation batches (``options``: the sources' ``held_out``'s)."""
-    if isinstance(self.sources[0], GeneratedBatches):
-      for i in range(max_batches):
-        yield self._generated(i, "eval")
-      return
-    streams = [source.held_out(max_batches, **options) for source in self.sources]
-    for batches in zip(*streams):
-      yield self._stacked(batches)
-
-
-@functools.lru_cache(maxsize=None)
-def _stacked_generator(generate: Callable[..., Batch], batch_size: int,
-                       options: tuple[tuple[str, Any], ...], split: str,
-                       sharding: NamedSharding) -> Callable[[np.ndarray, np.ndarray], Batch]:
-  """``(seeds [K], step) -> Batch [K, B, ...]`` as one jitted call, placed with ``sharding``.
-
-  Network ``i``'s batch is its own source's: the generator at
-  ``batch_stream_key(seeds[i], step, split)``.
-  """
-  def stacked(seeds: jax.Array, step: jax.Array) -> Batch:
-    keys = jax.vmap(lambda seed: batch_stream_key(seed, step, split))(seeds)
-    return jax.vmap(lambda key: generate(key, batch_size, **dict(options)))(keys)
-
-  return jax.jit(stacked, out_shardings=sharding)
-
-
-@functools.lru_cache(maxsize=None)
-def _adam(learning_rate: float) -> optax.GradientTransformation:
-  """One Adam per learning rate: equal optimizer graphdefs share compiled steps."""
-  return optax.adam(learning_rate)
-
-
-def _network(config: ml_collections.ConfigDict,
-             task: Task) -> tuple[models.TaskModel, nnx.Optimizer]:
-  """A freshly initialised model of ``config`` and its Adam optimizer."""
-  model = build_model(config, task)
-  return model, nnx.Optimizer(model, _adam(config.learning_rate), wrt=nnx.Param)
-
-
-def initial_networks(config: ml_collections.ConfigDict, task: Task,
-                     mesh: Mesh) -> tuple[GraphDefs, TrainState]:
-  """``config``'s K freshly initialised networks (seed ``config.seed + i``) and optimizers.
-
-  Returns:
-    Their shared graphdefs, and their state stacked and replicated on ``mesh``.
-  """
-  networks = [_network(network_config(config, i), task) for i in range(config.num_networks)]
-  graphdefs = GraphDefs(*(nnx.graphdef(x) for x in networks[0]))
-  states = [TrainState(*(nnx.state(x) for x in network)) for network in networks]
-  stacked = jax.tree.map(lambda *xs: np.stack(xs), *states)
-  return graphdefs, _put(stacked, NamedSharding(mesh, PartitionSpec()))
-
-
-def _taus(config: ml_collections.ConfigDict) -> list[float]:
-  """Network ``i``'s tau: ``config.taus[i]``, or ``config.tau`` if ``taus`` is empty."""
-  return [network_config(config, i).tau for i in range(config.num_networks)]
-
-
-def network_batches(config: ml_collections.ConfigDict, task: Task, mesh: Mesh) -> NetworkBatches:
-  """The batches of ``config``'s networks: network ``i`` draws those of seed ``seed + i``."""
-  return NetworkBatches(
-      tuple(task.source(network_config(config, i)) for i in range(config.num_networks)), mesh)
-
-
-def _network_step(graphdefs: GraphDefs, metric: str, state: TrainState, batch: Batch,
-                  tau: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
+def _network_step(graphdefs: networks.GraphDefs, metric: str, state: networks.TrainState, batch: Batch,
+                  tau: jax.Array) -> tuple[networks.TrainState, dict[str, jax.Array]]:
   """One Adam step of one network (unstacked state, batch and tau)."""
   model = nnx.merge(graphdefs.model, state.model)
   optimizer = nnx.merge(graphdefs.optimizer, state.optimizer)
   grad_fn = nnx.value_and_grad(_loss_fn, has_aux=True)
   (loss, metrics), grads = grad_fn(model, batch, tau, metric)
   optimizer.update(model, grads)
-  return TrainState(nnx.state(model), nnx.state(optimizer)), {"loss": loss, **metrics}
+  return networks.TrainState(nnx.state(model), nnx.state(optimizer)), {"loss": loss, **metrics}
 
 
 @functools.partial(jax.jit, static_argnames=("graphdefs", "metric", "mesh"))
-def train_step(graphdefs: GraphDefs, state: TrainState, batch: Batch, taus: jax.Array, *,
-               metric: str, mesh: Mesh) -> tuple[TrainState, dict[str, jax.Array]]:
+def train_step(graphdefs: networks.GraphDefs, state: networks.TrainState, batch: Batch, taus: jax.Array, *,
+               metric: str, mesh: Mesh) -> tuple[networks.TrainState, dict[str, jax.Array]]:
   """One Adam step of every network, vmapped over the leading network axis.
 
   Args:
@@ -425,143 +225,7 @@ def train_step(graphdefs: GraphDefs, state: TrainState, batch: Batch, taus: jax.
     The new state and each network's loss and metrics ``[K]``, replicated.
   """
   step = functools.partial(_network_step, graphdefs, metric)
-  return _replicated(jax.vmap(step)(state, batch, taus), mesh)
-
-
-def _sequence_outputs(model: models.TaskModel, batch: Batch) -> dict[str, jax.Array]:
-  """Per example: any mistake, mean N and rho, difficulty."""
-  out = model(batch.inputs, batch.input_mask)
-  _, wrong = _target_terms(out.logits, batch)
-  steps, ponder = _ponder_terms(out.stats, batch)
-  return {"wrong": jnp.any(wrong, axis=(1, 2)), "steps": steps, "ponder": ponder,
-          "difficulty": batch.difficulty}
-
-
-def _character_outputs(model: models.TaskModel, batch: Batch) -> dict[str, jax.Array]:
-  """Per input step: loss, mistake, N and rho, and the input byte and target mask."""
-  out = model(batch.inputs, batch.input_mask)
-  losses, wrong = _target_terms(out.logits, batch)
-  steps, ponder = _per_step_ponder(out.stats)
-  return {"loss": losses[..., 0], "wrong": wrong[..., 0], "steps": steps, "ponder": ponder,
-          "inputs": batch.inputs, "mask": batch.target_mask}
-
-
-@functools.partial(jax.jit, static_argnames=("graphdef", "metric", "mesh"))
-def _eval_step(graphdef: nnx.GraphDef, model_state: nnx.State, batch: Batch, *, metric: str,
-               mesh: Mesh) -> dict[str, jax.Array]:
-  """Every network's outputs ``[K, B, ...]`` on its batch, replicated."""
-  outputs = _character_outputs if metric == BITS_PER_CHARACTER else _sequence_outputs
-  per_network = lambda state, batch: outputs(nnx.merge(graphdef, state), batch)
-  return _replicated(jax.vmap(per_network)(model_state, batch), mesh)
-
-
-def _sequence_summary(per_example: Mapping[str, np.ndarray]) -> dict[str, Any]:
-  """Sequence error, mean N and mean rho per example, and by difficulty."""
-  by_difficulty = {}
-  for d in np.unique(per_example["difficulty"]):
-    sel = per_example["difficulty"] == d
-    by_difficulty[int(d)] = {
-        "count": int(sel.sum()),
-        "sequence_error": float(per_example["wrong"][sel].mean()),
-        "mean_steps": float(per_example["steps"][sel].mean()),
-        "mean_ponder": float(per_example["ponder"][sel].mean()),
-    }
-  return {"sequence_error": float(per_example["wrong"].mean()),
-          "mean_steps": float(per_example["steps"].mean()),
-          "mean_ponder": float(per_example["ponder"].mean()),
-          "by_difficulty": by_difficulty}
-
-
-def _predicted_characters(outputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-  """The predicted bytes of :func:`_character_outputs`, with their input's class."""
-  mask = outputs["mask"]
-  return {"loss": outputs["loss"][mask], "wrong": outputs["wrong"][mask],
-          "steps": outputs["steps"][mask], "ponder": outputs["ponder"][mask],
-          "class": text.character_class(outputs["inputs"][mask])}
-
-
-def _character_summary(per_char: Mapping[str, np.ndarray]) -> dict[str, Any]:
-  """Bits per character, error rate, N and rho per predicted byte, and by class.
-
-  Each row of ``by_difficulty`` holds the bytes whose *input* character is of
-  that class (the step that reads a space, say, predicts the byte after it).
-  """
-  summary = lambda sel: {
-      "count": int(sel.sum()),
-      "bits_per_character": float(per_char["loss"][sel].mean() / np.log(2)),
-      "error_rate": float(per_char["wrong"][sel].mean()),
-      "mean_steps": float(per_char["steps"][sel].mean()),
-      "mean_ponder": float(per_char["ponder"][sel].mean())}
-  by_class = {name: summary(per_char["class"] == i)
-              for i, name in enumerate(text.CHARACTER_CLASSES) if np.any(per_char["class"] == i)}
-  return {**summary(np.ones(per_char["loss"].shape, bool)), "by_difficulty": by_class}
-
-
-class Evaluation(NamedTuple):
-  """Results of the networks of a run.
-
-  Attributes:
-    pooled: over the examples of all networks together (each network scores
-      as many, so its averages are the means over networks; counts add up).
-    networks: network ``i``'s own.
-  """
-
-  pooled: dict[str, Any]
-  networks: list[dict[str, Any]]
-
-
-def _evaluate_batches(graphdef: nnx.GraphDef, model_state: nnx.State, batches: Iterable[Batch],
-                      metric: str, mesh: Mesh) -> Evaluation:
-  """Evaluates stacked networks on their stacked ``batches``."""
-  parts = [jax.device_get(_eval_step(graphdef, model_state, batch, metric=metric, mesh=mesh))
-           for batch in batches]
-  outputs = {k: np.concatenate([p[k] for p in parts], axis=1) for k in parts[0]}
-  if metric == BITS_PER_CHARACTER:
-    examples, summarize = _predicted_characters, _character_summary
-  else:
-    examples, summarize = dict, _sequence_summary
-  num_networks = len(next(iter(outputs.values())))
-  networks = [examples({k: v[i] for k, v in outputs.items()}) for i in range(num_networks)]
-  pooled = {k: np.concatenate([n[k] for n in networks]) for k in networks[0]}
-  return Evaluation(summarize(pooled), [summarize(n) for n in networks])
-
-
-def _evaluate_networks(graphdef: nnx.GraphDef, model_state: nnx.State,
-                       config: ml_collections.ConfigDict, source: NetworkBatches) -> Evaluation:
-  """Evaluates stacked networks on up to ``config.eval_batches`` held-out batches each."""
-  metric = get_task(config.task).metric
-  run = lambda **options: _evaluate_batches(
-      graphdef, model_state, source.held_out(config.eval_batches, **options), metric,
-      source.mesh)
-  held_out = run()
-  if metric != BITS_PER_CHARACTER:
-    return held_out
-  seen = run(split="train")
-  train_bpc = lambda held, seen: {**held, "train_bits_per_character": seen[metric]}
-  return Evaluation(train_bpc(held_out.pooled, seen.pooled),
-                    [train_bpc(*pair) for pair in zip(held_out.networks, seen.networks)])
-
-
-def evaluate(model: models.TaskModel, config: ml_collections.ConfigDict,
-             source: BatchSource | None = None) -> dict[str, Any]:
-  """Evaluates one network on up to ``config.eval_batches`` held-out batches.
-
-  Synthetic tasks: sequence error, mean N and mean rho, and by difficulty.
-  Text: bits per character, error rate, mean N and rho per byte, by input
-  character class, and ``train_bits_per_character`` on as many bytes from the
-  start of the train split. ``count`` (text) is the number of bytes scored.
-
-  Args:
-    model: the network.
-    config: its run's config (of one network: see :func:`network_config`).
-    source: where its batches come from (default: ``config``'s task's).
-  """
-  mesh = data_mesh()
-  graphdef, model_state = nnx.split(model)
-  stacked = _put(jax.tree.map(lambda x: np.asarray(x)[None], model_state),
-                 NamedSharding(mesh, PartitionSpec()))
-  sources = NetworkBatches((source or get_task(config.task).source(config),), mesh)
-  return _evaluate_networks(graphdef, stacked, config, sources).pooled
+  return networks.replicated(jax.vmap(step)(state, batch, taus), mesh)
 
 
 class _MetricWriter:
@@ -601,7 +265,7 @@ def _metric_row(pooled: Mapping[str, Any],
   return row
 
 
-def _checkpoint_layout(state: TrainState, num_networks: int) -> dict[str, Any]:
+def _checkpoint_layout(state: networks.TrainState, num_networks: int) -> dict[str, Any]:
   """What a checkpoint holds: the model and optimizer states as pure dicts.
 
   With one network, without the network axis: the layout of every
@@ -612,8 +276,8 @@ def _checkpoint_layout(state: TrainState, num_networks: int) -> dict[str, Any]:
   return layout if num_networks > 1 else jax.tree.map(lambda x: x[0], layout)
 
 
-def _restore(manager: ocp.CheckpointManager, state: TrainState, num_networks: int,
-             workdir: str, mesh: Mesh) -> tuple[int, TrainState]:
+def _restore(manager: ocp.CheckpointManager, state: networks.TrainState, num_networks: int,
+             workdir: str, mesh: Mesh) -> tuple[int, networks.TrainState]:
   """The latest checkpoint's step and state (step 0 and ``state`` if there is none)."""
   step = manager.latest_step()
   if step is None:
@@ -631,7 +295,7 @@ def _restore(manager: ocp.CheckpointManager, state: TrainState, num_networks: in
     restored = jax.tree.map(lambda x: np.asarray(x)[None], restored)
   nnx.replace_by_pure_dict(state.model, restored["model"])
   nnx.replace_by_pure_dict(state.optimizer, restored["optimizer"])
-  return step, _put(state, replicated)
+  return step, networks.place(state, replicated)
 
 
 def load_trained_model(workdir: str, network: int = 0
@@ -659,15 +323,15 @@ def load_trained_model(workdir: str, network: int = 0
   task = validate(config)
   if not 0 <= network < config.num_networks:
     raise ConfigError(f"{workdir!r} holds networks 0..{config.num_networks - 1}, not {network}")
-  mesh = data_mesh()
-  graphdefs, state = initial_networks(config, task, mesh)
+  mesh = networks.data_mesh()
+  graphdefs, state = networks.initial_networks(config, task, mesh)
   manager = ocp.CheckpointManager(os.path.join(workdir, "checkpoints"))
   step, state = _restore(manager, state, config.num_networks, workdir, mesh)
   manager.close()
   if not step:
     raise ConfigError(f"{workdir!r} holds no checkpoint yet")
   model = nnx.merge(graphdefs.model, jax.tree.map(lambda x: np.asarray(x)[network], state.model))
-  return model, network_config(config, network), step
+  return model, networks.network_config(config, network), step
 
 
 class _StopRequests:
@@ -735,8 +399,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   _check_workdir(workdir)
   _check_same_config(config, workdir)
 
-  mesh = data_mesh()
-  graphdefs, state = initial_networks(config, task, mesh)
+  mesh = networks.data_mesh()
+  graphdefs, state = networks.initial_networks(config, task, mesh)
   manager = ocp.CheckpointManager(
       os.path.join(workdir, "checkpoints"),
       options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True))
@@ -744,17 +408,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   if step:
     logging.info("resumed from the checkpoint at step %d", step)
   writer = _MetricWriter(workdir)
-  source = network_batches(config, task, mesh)
-  taus = _taus(config)
-  tau_per_network = _put(np.asarray(taus, np.float32), NamedSharding(mesh, PartitionSpec()))
+  source = networks.network_batches(config, task, mesh)
+  taus = networks.network_taus(config)
+  tau_per_network = networks.place(np.asarray(taus, np.float32),
+                                   NamedSharding(mesh, PartitionSpec()))
   short = _SHORT_NAMES[task.metric]
 
-  def save(step: int, state: TrainState) -> None:
+  def save(step: int, state: networks.TrainState) -> None:
     manager.save(step, args=ocp.args.StandardSave(
         _checkpoint_layout(state, config.num_networks)))
 
-  def evaluate_and_write(step: int, state: TrainState) -> Evaluation:
-    result = _evaluate_networks(graphdefs.model, state.model, config, source)
+  def evaluate_and_write(step: int, state: networks.TrainState) -> evaluation.Evaluation:
+    result = evaluation.evaluate_networks(graphdefs.model, state.model, config, source)
     writer.write(step, "eval", _metric_row(result.pooled, result.networks))
     return result
 
@@ -772,11 +437,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                        for k in window[0]}
         window = []
         rate = (step - start_step) / max(time.time() - start_time, 1e-9)
-        networks = [{k: v[i] for k, v in per_network.items()}
-                    for i in range(config.num_networks)]
+        each = [{k: v[i] for k, v in per_network.items()} for i in range(config.num_networks)]
         averaged = {k: v.mean() for k, v in per_network.items()}
-        writer.write(step, "train",
-                     {**_metric_row(averaged, networks), "steps_per_second": rate})
+        writer.write(step, "train", {**_metric_row(averaged, each), "steps_per_second": rate})
         logging.info(
             "step %d/%d | %.1f steps/s | loss %.4f | %s %.3f | N %.2f | rho %.2f | ETA %s",
             step, config.num_steps, rate, averaged["loss"], short, averaged[task.metric],
@@ -825,14 +488,14 @@ def _metric_line(metrics: Mapping[str, Any], metric: str) -> str:
 def summary_table(results: Mapping[str, Any]) -> str:
   """A readable multi-line summary of ``results.json``; one line per network of an ensemble."""
   metric = results.get("metric", "sequence_error")
-  networks = results.get("networks", [])
-  ensemble = len(networks) > 1
-  setting = f"{len(networks)} networks, mean" if ensemble else f"tau={results['tau']:g}"
+  members = results.get("networks", [])
+  ensemble = len(members) > 1
+  setting = f"{len(members)} networks, mean" if ensemble else f"tau={results['tau']:g}"
   lines = [f"{results['task']} ({results['mode']}, {setting}) after {results['step']} steps: "
            + _metric_line(results, metric)]
   if ensemble:
     lines += [f"  network {i} (seed {n['seed']}, tau={n['tau']:g}): {_metric_line(n, metric)}"
-              for i, n in enumerate(networks)]
+              for i, n in enumerate(members)]
   lines.append(f"  {results['difficulty']:>24s} {'count':>8s} {_SHORT_NAMES[metric]:>7s} "
                f"{'N':>6s} {'rho':>6s}")
   rows = results["by_difficulty"].items()

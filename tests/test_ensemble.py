@@ -9,7 +9,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from tasks import train
+from tasks import evaluation, networks, train
 from tasks.configs import parity
 from tasks.configs import text as text_config
 from tasks.registry import get_task
@@ -65,7 +65,7 @@ def test_load_trained_model_gives_a_network_and_its_single_network_config(ensemb
   workdir, results = ensemble
   model, single, step = train.load_trained_model(str(workdir), network=1)
   assert step == 20 and (single.seed, single.tau, single.num_networks) == (1, TAUS[1], 1)
-  again = train.evaluate(model, single)
+  again = evaluation.evaluate(model, single)
   _assert_close({k: again[k] for k in (*SCALARS, "by_difficulty")},
                 {k: results["networks"][1][k] for k in (*SCALARS, "by_difficulty")})
   with pytest.raises(train.ConfigError, match="networks 0..1, not 2"):
@@ -146,7 +146,7 @@ def test_text_ensemble_stacks_the_networks_host_batches(tmp_path):
 
 def test_generated_batches_of_all_networks_come_from_one_call_and_equal_each_source():
   config = _tiny(num_networks=3)
-  batches = train.network_batches(config, get_task("parity"), train.data_mesh())
+  batches = networks.network_batches(config, get_task("parity"), networks.data_mesh())
   for stacked, per_network in (
       (batches.train(7), [source.train(7) for source in batches.sources]),
       (next(batches.held_out(1)), [next(source.held_out(1)) for source in batches.sources])):

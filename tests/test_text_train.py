@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from tasks import train
+from tasks import evaluation, networks, train
 from tasks.configs import text as text_config
 from tasks.data import text
 from tasks.registry import get_task
@@ -53,8 +53,8 @@ def test_text_trains_and_reports_bits_per_character(byte_file, tmp_path):
 def test_held_out_bits_per_character_match_a_direct_computation(byte_file):
   config = _tiny(byte_file, eval_batches=1000)  # the whole held-out split
   task = get_task("text")
-  model = train.build_model(config, task)
-  result = train.evaluate(model, config)
+  model = networks.build_model(config, task)
+  result = evaluation.evaluate(model, config)
   valid = text.split_bytes(text.load_bytes(byte_file), "valid")
   total_bits, count = 0.0, 0
   for batch in task.source(config).held_out(1000):
@@ -86,7 +86,7 @@ def test_load_trained_model_restores_the_last_checkpoint(byte_file, tmp_path):
   results = train.train_and_evaluate(config, str(tmp_path))
   model, loaded_config, step = train.load_trained_model(str(tmp_path))
   assert step == config.num_steps and loaded_config.task_options.path == byte_file
-  again = train.evaluate(model, loaded_config)
+  again = evaluation.evaluate(model, loaded_config)
   np.testing.assert_allclose(again["bits_per_character"], results["bits_per_character"],
                              rtol=1e-6)
   with pytest.raises(train.ConfigError, match="no training run"):
