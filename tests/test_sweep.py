@@ -222,7 +222,8 @@ def test_failed_trial_is_recorded_and_an_interrupted_one_resumes(tmp_path):
   assert bad["status"] == "failed" and bad["return_code"] not in (0, None)
   assert "tau" in bad["log_tail"] and "-1.0" in bad["log_tail"]
   assert good["status"] == "interrupted" and good["return_code"] == 130, good["log_tail"]
-  interrupted_at = int(re.search(r"saving a checkpoint at step (\d+)", good["log_tail"]).group(1))
+  stopped = re.search(r"SIGINT: stopped with a checkpoint at step (\d+)", good["log_tail"])
+  interrupted_at = int(stopped.group(1))
   assert 10 <= interrupted_at < 2000
   assert os.listdir(sweep_dir / "tau=0.01" / "checkpoints") == [str(interrupted_at)]
 
