@@ -185,7 +185,7 @@ def plot_signals(signals: CharacterSignals, path: str, *, chars_per_row: int = 8
                          fontsize=7, family="monospace")
   if title:
     fig.suptitle(title)
-  fig.tight_layout()
+  fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / (4.2 * rows)))  # room for the title
   fig.savefig(path, dpi=110)
   plt.close(fig)
   return path
