@@ -24,7 +24,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from tasks import models
 from tasks.data import Batch, batch_stream_key
-from tasks.registry import BatchSource, GeneratedBatches, Task
+from tasks.registry import BatchSource, GeneratedBatches, Sampler, Task
 
 DATA_AXIS = "data"  # the mesh axis that the batch is sharded over
 
@@ -99,6 +99,28 @@ def replicated(tree: Any, mesh: Mesh) -> Any:
 
 
 @dataclasses.dataclass(frozen=True)
+class StackedSampler:
+  """``(data, seeds [K], step) -> Batch [K, B, ...]``: every network's training batch.
+
+  Pure and jittable (the training loop calls it inside its compiled loop);
+  network ``i``'s batch is its source's ``sample(data, seeds[i], step)``,
+  the batch axis sharded over ``mesh``.
+
+  Attributes:
+    sample: the sources' :class:`~tasks.registry.Sampler` (equal for all).
+    mesh: the devices, from :func:`data_mesh`.
+  """
+
+  sample: Sampler
+  mesh: Mesh
+
+  def __call__(self, data: Any, seeds: jax.Array, step: jax.Array) -> Batch:
+    batch = jax.vmap(lambda seed: self.sample(data, seed, step))(seeds)
+    return jax.lax.with_sharding_constraint(
+        batch, NamedSharding(self.mesh, PartitionSpec(None, DATA_AXIS)))
+
+
+@dataclasses.dataclass(frozen=True)
 class NetworkBatches:
   """The networks' batches, stacked ``[K, B, ...]`` and sharded over the batch axis.
 
@@ -114,33 +136,50 @@ class NetworkBatches:
     stacked = jax.tree.map(lambda *xs: np.stack(xs), *jax.device_get(list(batches)))
     return place(stacked, NamedSharding(self.mesh, PartitionSpec(None, DATA_AXIS)))
 
-  def _generated(self, step: int, split: str) -> Batch | None:
-    """Generated sources: all networks' batches in one jitted call, on the devices."""
+  def _generated_eval(self, index: int) -> Batch:
+    """Generated sources: all networks' evaluation batch ``index`` in one jitted call."""
     first = self.sources[0]
-    if not isinstance(first, GeneratedBatches):
-      return None
-    batch_size = first.batch_size if split == "train" else first.eval_batch_size
-    generate = _stacked_generator(first.generate, batch_size, first.options, split,
+    generate = _stacked_generator(first.generate, first.eval_batch_size, first.options, "eval",
                                   NamedSharding(self.mesh, PartitionSpec(None, DATA_AXIS)))
-    return generate(np.asarray([source.seed for source in self.sources], np.int32),
-                    np.int32(step))
+    return generate(self.seeds, np.int32(index))
+
+  @property
+  def seeds(self) -> np.ndarray:
+    """Network ``i``'s seed, int32 ``[K]``."""
+    return np.asarray([source.seed for source in self.sources], np.int32)
+
+  def sampler(self) -> StackedSampler:
+    """All networks' training batches as one pure function (see :class:`StackedSampler`)."""
+    samplers = {source.sampler() for source in self.sources}
+    if len(samplers) != 1:
+      raise ValueError(f"the networks' batches differ in more than their seeds: {samplers}")
+    return StackedSampler(samplers.pop(), self.mesh)
+
+  @functools.cached_property
+  def sampler_data(self) -> Any:
+    """What :meth:`sampler` reads (e.g. the text's train split), placed whole on every
+    device once."""
+    return place(self.sources[0].sampler_data(), NamedSharding(self.mesh, PartitionSpec()))
 
   def train(self, step: int) -> Batch:
-    """Every network's training batch of ``step``."""
-    generated = self._generated(step, "train")
-    if generated is not None:
-      return generated
-    return self._stacked([source.train(step) for source in self.sources])
+    """Every network's training batch of ``step`` (one jitted call, on the devices)."""
+    return _jitted(self.sampler())(self.sampler_data, self.seeds, np.int32(step))
 
   def held_out(self, max_batches: int, **options) -> Iterator[Batch]:
     """Every network's evaluation batches (``options``: the sources' ``held_out``'s)."""
     if isinstance(self.sources[0], GeneratedBatches):
       for i in range(max_batches):
-        yield self._generated(i, "eval")
+        yield self._generated_eval(i)
       return
     streams = [source.held_out(max_batches, **options) for source in self.sources]
     for batches in zip(*streams):
       yield self._stacked(batches)
+
+
+@functools.lru_cache(maxsize=None)
+def _jitted(fn: Callable[..., Any]) -> Callable[..., Any]:
+  """``jax.jit(fn)``, once per (hashable) ``fn``."""
+  return jax.jit(fn)
 
 
 @functools.lru_cache(maxsize=None)

@@ -32,6 +32,23 @@ class BatchSource(Protocol):
   def held_out(self, max_batches: int) -> Iterator[Batch]:
     """Up to ``max_batches`` evaluation batches, disjoint from training."""
 
+  def sampler(self) -> Sampler:
+    """``train`` as a pure, jittable ``(sampler_data(), seed, step) -> Batch``.
+
+    Hashable, and equal for runs that differ only in their seed, so that the
+    training loop generates every batch inside its compiled call.
+    """
+
+  def sampler_data(self) -> Any:
+    """The arrays :meth:`sampler` reads (placed on the devices once), or ``()``."""
+
+
+class Sampler(Protocol):
+  """A pure, jittable, hashable ``(data, seed, step) -> Batch``."""
+
+  def __call__(self, data: Any, seed: int | jax.Array, step: int | jax.Array) -> Batch:
+    """The training batch of ``step`` of the run of ``seed``."""
+
 
 @dataclasses.dataclass(frozen=True)
 class Task:
@@ -67,6 +84,20 @@ def _generator(generate: Callable[..., Batch], batch_size: int,
 
 
 @dataclasses.dataclass(frozen=True)
+class GeneratorSampler:
+  """A synthetic generator's training batches as ``((), seed, step) -> Batch``."""
+
+  generate: Callable[..., Batch]
+  batch_size: int
+  options: tuple[tuple[str, Any], ...]
+
+  def __call__(self, data: Any, seed: int | jax.Array, step: int | jax.Array) -> Batch:
+    del data  # generated, not read
+    return self.generate(batch_stream_key(seed, step, "train"), self.batch_size,
+                         **dict(self.options))
+
+
+@dataclasses.dataclass(frozen=True)
 class GeneratedBatches:
   """Batches of a synthetic generator, drawn from ``(seed, step, split)``."""
 
@@ -84,6 +115,12 @@ class GeneratedBatches:
     generate = _generator(self.generate, self.eval_batch_size, self.options)
     for i in range(max_batches):
       yield generate(batch_stream_key(self.seed, i, "eval"))
+
+  def sampler(self) -> GeneratorSampler:
+    return GeneratorSampler(self.generate, self.batch_size, self.options)
+
+  def sampler_data(self) -> tuple[()]:
+    return ()
 
 
 def _synthetic(name: str, module, input_size, num_classes, difficulty: str) -> Task:

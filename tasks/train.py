@@ -44,10 +44,10 @@ from tasks.registry import BITS_PER_CHARACTER, Task, get_task
 # Fields a resumed run may change; every other field must match the checkpoint's.
 RESUMABLE_CHANGES = frozenset(
     {"num_steps", "time_budget_minutes", "log_every", "eval_every", "eval_batches",
-     "checkpoint_every", "plot", "distributed"})
+     "checkpoint_every", "plot", "distributed", "steps_per_call"})
 # Fields added to the configs after runs were saved: a saved config.json without
 # them holds their default values (common.base_config).
-_ADDED_FIELDS = ("num_networks", "taus", "distributed")
+_ADDED_FIELDS = ("num_networks", "taus", "distributed", "steps_per_call")
 
 
 _SHORT_NAMES = {"sequence_error": "error", BITS_PER_CHARACTER: "bpc"}
@@ -70,7 +70,7 @@ def validate(config: ml_collections.ConfigDict) -> Task:
   except ValueError as e:
     raise ConfigError(str(e)) from e
   for name in ("num_steps", "batch_size", "eval_batch_size", "eval_batches", "log_every",
-               "eval_every", "checkpoint_every", "hidden_size"):
+               "eval_every", "checkpoint_every", "hidden_size", "steps_per_call"):
     _positive_int(config, name)
   budget = config.time_budget_minutes
   if isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget < 0:
@@ -208,10 +208,17 @@ def _network_step(graphdefs: networks.GraphDefs, metric: str, state: networks.Tr
   return networks.TrainState(nnx.state(model), nnx.state(optimizer)), {"loss": loss, **metrics}
 
 
+def _networks_step(graphdefs: networks.GraphDefs, metric: str, state: networks.TrainState,
+                   batch: Batch, taus: jax.Array
+                   ) -> tuple[networks.TrainState, dict[str, jax.Array]]:
+  """One Adam step of every network, vmapped over the leading network axis."""
+  return jax.vmap(functools.partial(_network_step, graphdefs, metric))(state, batch, taus)
+
+
 @functools.partial(jax.jit, static_argnames=("graphdefs", "metric", "mesh"))
 def train_step(graphdefs: networks.GraphDefs, state: networks.TrainState, batch: Batch, taus: jax.Array, *,
                metric: str, mesh: Mesh) -> tuple[networks.TrainState, dict[str, jax.Array]]:
-  """One Adam step of every network, vmapped over the leading network axis.
+  """One Adam step of every network on a given batch (the loop runs :func:`train_steps`).
 
   Args:
     graphdefs: the networks' shared structure.
@@ -224,23 +231,92 @@ def train_step(graphdefs: networks.GraphDefs, state: networks.TrainState, batch:
   Returns:
     The new state and each network's loss and metrics ``[K]``, replicated.
   """
-  step = functools.partial(_network_step, graphdefs, metric)
-  return networks.replicated(jax.vmap(step)(state, batch, taus), mesh)
+  return networks.replicated(_networks_step(graphdefs, metric, state, batch, taus), mesh)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdefs", "sample", "metric"),
+                   donate_argnames=("state",))
+def train_steps(graphdefs: networks.GraphDefs, state: networks.TrainState, data: Any,
+                seeds: jax.Array, taus: jax.Array, first_step: jax.Array, num_steps: jax.Array,
+                *, sample: networks.StackedSampler, metric: str
+                ) -> tuple[networks.TrainState, dict[str, jax.Array]]:
+  """Steps ``first_step .. first_step + num_steps - 1`` of every network in one call.
+
+  Each step's batches are generated inside the call (``sample``), and the
+  metrics are summed there: the host is touched only between calls. The state
+  is donated (updated in place).
+
+  Args:
+    graphdefs: the networks' shared structure.
+    state: their stacked state ``[K, ...]``, replicated.
+    data: what ``sample`` reads (``()``, or the text's train split), replicated.
+    seeds: the networks' seeds ``[K]``.
+    taus: their time penalties ``[K]``.
+    first_step: int32 scalar, the step of the first batch.
+    num_steps: int32 scalar >= 1, traced: one compilation serves every count.
+    sample: the networks' batches of a step, see
+      :meth:`~tasks.networks.NetworkBatches.sampler`.
+    metric: the task's headline metric.
+
+  Returns:
+    The new state and each network's loss and metrics summed over the steps
+    ``[K]``, replicated.
+  """
+  def one_step(state, step):
+    return _networks_step(graphdefs, metric, state, sample(data, seeds, step), taus)
+
+  def body(i, carry):
+    state, sums = carry
+    state, metrics = one_step(state, first_step + i)
+    return state, jax.tree.map(jnp.add, sums, metrics)
+
+  shapes = jax.eval_shape(one_step, state, first_step)[1]
+  zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+  return networks.replicated(jax.lax.fori_loop(0, num_steps, body, (state, zeros)), sample.mesh)
+
+
+def _rows_up_to(path: str, step: int) -> dict[tuple[int, str], str]:
+  """The lines of ``metrics.jsonl`` (if any) of steps up to ``step``, the resumed checkpoint's
+  (the later ones are trained again), by step and split."""
+  if not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    rows = [(json.loads(line), line) for line in f if line.strip()]
+  return {(row["step"], row["split"]): line for row, line in rows if row["step"] <= step}
 
 
 class _MetricWriter:
-  """Appends metrics to ``metrics.jsonl`` and TensorBoard event files (process 0 only)."""
+  """Appends metrics to ``metrics.jsonl`` and TensorBoard event files (process 0 only).
 
-  def __init__(self, workdir: str):
+  Args:
+    workdir: the run's workdir.
+    step: the step the run starts (or resumes) from: rows of later steps, written
+      after the last checkpoint by an interrupted run, are dropped, and a row
+      written again for a step and split (the final evaluation of a finished run
+      that is resumed) replaces the old one, so that every row appears once.
+  """
+
+  def __init__(self, workdir: str, step: int):
     from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
     self._primary = _is_primary()
     if self._primary:
-      self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+      self._path = os.path.join(workdir, "metrics.jsonl")
+      self._earlier = _rows_up_to(self._path, step)
+      self._rewrite()
       self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+
+  def _rewrite(self) -> None:
+    """``metrics.jsonl`` holding the earlier rows only, open for appending."""
+    with open(self._path, "w") as f:
+      f.writelines(self._earlier.values())
+    self._jsonl = open(self._path, "a")
 
   def write(self, step: int, split: str, metrics: Mapping[str, float]) -> None:
     if not self._primary:
       return
+    if self._earlier.pop((step, split), None) is not None:
+      self._jsonl.close()
+      self._rewrite()
     self._jsonl.write(json.dumps({"step": step, "split": split, **metrics}) + "\n")
     self._jsonl.flush()
     for k, v in metrics.items():
@@ -371,6 +447,39 @@ def _format_seconds(seconds: float) -> str:
   return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
 
 
+# A compiled call runs at most about this long, so that Ctrl-C and the time budget
+# are answered within about a second.
+_SECONDS_PER_CALL = 0.5
+
+
+def _next_stop(step: int, config: ml_collections.ConfigDict) -> int:
+  """The next step after ``step`` at which the host logs, evaluates, saves or finishes."""
+  intervals = (config.log_every, config.eval_every, config.checkpoint_every)
+  return min(config.num_steps, *(step // n * n + n for n in intervals))
+
+
+class _Window:
+  """The training metrics and time of the steps since the last progress line."""
+
+  def __init__(self):
+    self.sums: dict[str, np.ndarray] = {}
+    self.steps = 0
+    self.seconds = 0.0  # in the training calls only (not compiling, evaluating or saving)
+
+  def add(self, sums: Mapping[str, np.ndarray], steps: int, seconds: float) -> None:
+    """Adds a call's metric sums over its ``steps`` steps, and its wall time."""
+    self.sums = {k: self.sums.get(k, 0.0) + v for k, v in sums.items()}
+    self.steps += steps
+    self.seconds += seconds
+
+  def means(self) -> dict[str, np.ndarray]:
+    """Each metric's mean per step, per network ``[K]``."""
+    return {k: v / self.steps for k, v in self.sums.items()}
+
+  def steps_per_second(self) -> float:
+    return self.steps / max(self.seconds, 1e-9)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains ``config``'s task networks in ``workdir``, resuming from its checkpoint.
 
@@ -407,11 +516,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   step, state = _restore(manager, state, config.num_networks, workdir, mesh)
   if step:
     logging.info("resumed from the checkpoint at step %d", step)
-  writer = _MetricWriter(workdir)
+  writer = _MetricWriter(workdir, step)
   source = networks.network_batches(config, task, mesh)
   taus = networks.network_taus(config)
-  tau_per_network = networks.place(np.asarray(taus, np.float32),
-                                   NamedSharding(mesh, PartitionSpec()))
+  on_every_device = NamedSharding(mesh, PartitionSpec())
+  tau_per_network = networks.place(np.asarray(taus, np.float32), on_every_device)
+  seeds = networks.place(source.seeds, on_every_device)
+  scalar = lambda value: networks.place(np.int32(value), on_every_device)
   short = _SHORT_NAMES[task.metric]
 
   def save(step: int, state: networks.TrainState) -> None:
@@ -423,20 +534,31 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     writer.write(step, "eval", _metric_row(result.pooled, result.networks))
     return result
 
-  start_step, start_time, window = step, time.time(), []
+  compile_start = time.perf_counter()
+  run_steps = train_steps.lower(
+      graphdefs, state, source.sampler_data, seeds, tau_per_network, scalar(0), scalar(1),
+      sample=source.sampler(), metric=task.metric).compile()
+  logging.info("compiled the training loop in %.1f s", time.perf_counter() - compile_start)
+
+  start_time, window = time.time(), _Window()
+  steps_per_call = 1  # grows to what runs in _SECONDS_PER_CALL, at most config.steps_per_call
   out_of_time = lambda: (config.time_budget_minutes > 0
                          and time.time() - start_time > 60 * config.time_budget_minutes)
   with _StopRequests() as stop:
     while step < config.num_steps and not out_of_time() and not stop.requested:
-      state, metrics = train_step(graphdefs, state, source.train(step), tau_per_network,
-                                  metric=task.metric, mesh=mesh)
-      step += 1
-      window.append(metrics)
+      count = min(_next_stop(step, config) - step, steps_per_call)
+      call_start = time.perf_counter()
+      state, sums = run_steps(state, source.sampler_data, seeds, tau_per_network,
+                              scalar(step), scalar(count))
+      sums = jax.device_get(sums)
+      seconds = time.perf_counter() - call_start
+      window.add(sums, count, seconds)
+      steps_per_call = min(config.steps_per_call,
+                           max(1, int(count * _SECONDS_PER_CALL / max(seconds, 1e-9))))
+      step += count
       if step % config.log_every == 0 or step == config.num_steps or out_of_time():
-        per_network = {k: np.mean(jax.device_get([m[k] for m in window]), axis=0)
-                       for k in window[0]}
-        window = []
-        rate = (step - start_step) / max(time.time() - start_time, 1e-9)
+        per_network, rate = window.means(), window.steps_per_second()
+        window = _Window()
         each = [{k: v[i] for k, v in per_network.items()} for i in range(config.num_networks)]
         averaged = {k: v.mean() for k, v in per_network.items()}
         writer.write(step, "train", {**_metric_row(averaged, each), "steps_per_second": rate})

@@ -37,6 +37,10 @@ def base_config() -> ml_collections.ConfigDict:
   config.eval_every = 5_000
   config.log_every = 500
   config.checkpoint_every = 5_000
+  # Training steps per compiled call (batches generated and metrics reduced inside it): at
+  # most this many; a call also ends at every log / eval / checkpoint step and runs for
+  # about half a second at most, so that Ctrl-C and the time budget answer quickly.
+  config.steps_per_call = 1_000
   config.plot = True  # write plots.png at the end (needs matplotlib)
   return config
 

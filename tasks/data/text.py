@@ -26,6 +26,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from tasks.data.batch import Batch, batch_stream_key, check_int
@@ -179,13 +180,15 @@ def split_bytes(data: np.ndarray, split: str) -> np.ndarray:
 
 
 def sample_windows(
-  data: np.ndarray, key: jax.Array, batch_size: int, window: int = WINDOW
-) -> tuple[np.ndarray, np.ndarray]:
+  data: np.ndarray | jax.Array, key: jax.Array, batch_size: int, window: int = WINDOW
+) -> tuple[np.ndarray, np.ndarray] | tuple[jax.Array, jax.Array]:
   """Samples random windows of consecutive bytes for next-byte prediction.
 
   Starts are drawn uniformly from [0, len(data) - window - 1] with
-  `jax.random.randint`; the bytes are gathered on the host, so only the
-  sampled bytes of a memory-mapped file are read.
+  `jax.random.randint`. From a NumPy array (a memory-mapped file) the bytes are
+  gathered on the host, so only the sampled bytes are read; from a JAX array
+  (the split placed on the devices once) they are gathered there, also under
+  `jax.jit`. Both give the same windows for the same key.
 
   Args:
     data: [N] uint8 bytes of one split.
@@ -194,8 +197,8 @@ def sample_windows(
     window: Steps per window T (500 in the paper).
 
   Returns:
-    (inputs, targets), both [B, window] uint8; targets[b, t] is the byte
-    following inputs[b, t].
+    (inputs, targets), both [B, window] uint8, NumPy or JAX like `data`;
+    targets[b, t] is the byte following inputs[b, t].
 
   Raises:
     ValueError: If an option is invalid or the split is shorter than
@@ -205,8 +208,12 @@ def sample_windows(
   check_int("window", window, 1)
   if len(data) < window + 1:
     raise ValueError(f"split has {len(data)} bytes, fewer than window + 1 = {window + 1}")
-  starts = np.asarray(jax.random.randint(key, (batch_size,), 0, len(data) - window), dtype=np.int64)
-  chunks = np.asarray(data[starts[:, None] + np.arange(window + 1)], dtype=np.uint8)
+  starts = jax.random.randint(key, (batch_size,), 0, len(data) - window)
+  if isinstance(data, np.ndarray):
+    starts = np.asarray(starts, dtype=np.int64)
+    chunks = np.asarray(data[starts[:, None] + np.arange(window + 1)], dtype=np.uint8)
+  else:
+    chunks = data[starts[:, None] + jnp.arange(window + 1)]
   return chunks[:, :-1], chunks[:, 1:]
 
 
@@ -305,7 +312,7 @@ def check_options(options: Mapping[str, Any]) -> None:
 
 
 def _as_batch(inputs: np.ndarray, targets: np.ndarray, mask: np.ndarray) -> Batch:
-  """Byte windows as a `Batch`: token inputs [B, T], targets [B, T, 1].
+  """Byte windows (NumPy or JAX arrays) as a `Batch`: token inputs [B, T], targets [B, T, 1].
 
   The difficulty of a text batch is unused (0): per-character tables group
   by the class of each input byte instead (`character_class`).
@@ -313,6 +320,25 @@ def _as_batch(inputs: np.ndarray, targets: np.ndarray, mask: np.ndarray) -> Batc
   return Batch(inputs=inputs.astype(np.int32), targets=targets.astype(np.int32)[..., None],
                input_mask=mask, target_mask=mask,
                difficulty=np.zeros(inputs.shape[0], np.int32))
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowSampler:
+  """``(train split, seed, step) -> Batch``: a step's random windows, pure and jittable.
+
+  Attributes:
+    window: bytes per window.
+    batch_size: windows per batch.
+  """
+
+  window: int
+  batch_size: int
+
+  def __call__(self, data: np.ndarray | jax.Array, seed: int | jax.Array,
+               step: int | jax.Array) -> Batch:
+    inputs, targets = sample_windows(data, batch_stream_key(seed, step, "train"),
+                                     self.batch_size, self.window)
+    return _as_batch(inputs, targets, np.ones(inputs.shape, bool))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -337,10 +363,15 @@ class TextBatches:
   seed: int
 
   def train(self, step: int) -> Batch:
-    inputs, targets = sample_windows(split_bytes(self.data, "train"),
-                                     batch_stream_key(self.seed, step, "train"),
-                                     self.batch_size, self.window)
-    return _as_batch(inputs, targets, np.ones(inputs.shape, bool))
+    return self.sampler()(split_bytes(self.data, "train"), self.seed, step)
+
+  def sampler(self) -> WindowSampler:
+    """The training batches as a pure function of the train split's bytes, seed and step."""
+    return WindowSampler(self.window, self.batch_size)
+
+  def sampler_data(self) -> np.ndarray:
+    """What :meth:`sampler` reads: the train split (placed on the devices once)."""
+    return split_bytes(self.data, "train")
 
   def held_out(self, max_batches: int, split: str = "valid") -> Iterator[Batch]:
     """Up to ``max_batches`` consecutive-window batches from the start of ``split``.
