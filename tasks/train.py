@@ -146,7 +146,7 @@ def _is_primary() -> bool:
 def _check_workdir(workdir: str) -> None:
   try:
     os.makedirs(workdir, exist_ok=True)
-    probe = os.path.join(workdir, ".write_test")
+    probe = os.path.join(workdir, f".write_test.{os.getpid()}")  # one per process
     with open(probe, "w") as f:
       f.write("ok")
     os.remove(probe)
@@ -175,9 +175,10 @@ def _check_same_config(config: ml_collections.ConfigDict, workdir: str) -> None:
       raise ConfigError(
           f"workdir {workdir!r} holds a run with another config ({detail}); "
           "use a new workdir or the same config")
-  if _is_primary():
-    with open(path, "w") as f:
+  if _is_primary():  # atomically: the other processes of a multi-host run read it too
+    with open(f"{path}.tmp", "w") as f:
       json.dump(current, f, indent=2, sort_keys=True)
+    os.replace(f"{path}.tmp", path)
 
 
 def _loss_fn(model: models.TaskModel, batch: Batch, tau: jax.Array, metric: str):

@@ -16,27 +16,28 @@ from tasks.configs import parity
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # In a process of 4 CPU devices: trains the config of test_sharded_run_... in argv[1],
-# recording the sharding of the first batch the loop puts and of the state it gets
-# back, then checks that a batch size must divide among the devices.
+# recording the sharding of a batch of the loop's sampler and of the trained state that the
+# final evaluation gets, then checks that a batch size must divide among the devices.
 _SHARDED_RUN = r"""
 import json, sys
 import jax
-from tasks import train
+from tasks import evaluation, networks, train
+from tasks.registry import get_task
 from tests import test_data_parallel
 
 seen = {}
-step = train.train_step
+evaluate = evaluation.evaluate_networks
 
-def recording_step(graphdefs, state, batch, taus, **options):
-  new_state, metrics = step(graphdefs, state, batch, taus, **options)
-  sharding, leaf = batch.inputs.sharding, jax.tree.leaves(new_state)[0]
+def recording_evaluate(graphdef, model_state, config, source):
+  batch = source.train(0)
+  sharding, leaf = batch.inputs.sharding, jax.tree.leaves(model_state)[0]
   seen.setdefault("batch", {"spec": list(sharding.spec), "devices": len(sharding.device_set),
                             "shard_shape": list(sharding.shard_shape(batch.inputs.shape))})
   seen.setdefault("state", {"devices": len(leaf.sharding.device_set),
                             "replicated": leaf.sharding.is_fully_replicated})
-  return new_state, metrics
+  return evaluate(graphdef, model_state, config, source)
 
-train.train_step = recording_step
+evaluation.evaluate_networks = recording_evaluate
 train.train_and_evaluate(test_data_parallel.config(), sys.argv[1])
 try:
   train.validate(test_data_parallel.config(batch_size=6))

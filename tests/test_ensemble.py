@@ -144,12 +144,21 @@ def test_text_ensemble_stacks_the_networks_host_batches(tmp_path):
   assert results["count"] == 2 * networks[1]["count"]  # both score the same held-out bytes
 
 
-def test_generated_batches_of_all_networks_come_from_one_call_and_equal_each_source():
+def test_batches_of_all_networks_come_from_one_call_and_equal_each_source(tmp_path):
   config = _tiny(num_networks=3)
   batches = networks.network_batches(config, get_task("parity"), networks.data_mesh())
+  path = tmp_path / "bytes"
+  path.write_bytes(np.random.default_rng(0).integers(0, 256, 5_000, np.uint8).tobytes())
+  lm = text_config.get_config("tiny")
+  lm.update({"num_networks": 2, "taus": (0.01, 0.0)})
+  lm.task_options.path = str(path)
+  # Text: windows gathered on the device (the loop) equal those gathered on the host.
+  text_batches = networks.network_batches(lm, get_task("text"), networks.data_mesh())
   for stacked, per_network in (
       (batches.train(7), [source.train(7) for source in batches.sources]),
-      (next(batches.held_out(1)), [next(source.held_out(1)) for source in batches.sources])):
+      (next(batches.held_out(1)), [next(source.held_out(1)) for source in batches.sources]),
+      (text_batches.train(7), [source.train(7) for source in text_batches.sources])):
     for i, own in enumerate(per_network):
       jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a)[i], b),
                    stacked, jax.device_get(own))
+  assert not np.array_equal(*np.asarray(text_batches.train(7).inputs))  # seeds 0 and 1

@@ -59,17 +59,17 @@ def _latest_params(workdir):
   return manager.latest_step(), restored["model"]
 
 
-def _cli(workdir, *overrides):
+def _cli(workdir, *overrides, cache=""):
   return [sys.executable, "-m", "launch.train", "--config=tasks/configs/parity.py:tiny",
-          f"--workdir={workdir}", *overrides]
+          f"--workdir={workdir}", f"--compilation_cache={cache}", *overrides]
 
 
 def test_sigkill_then_rerun_ends_with_the_uninterrupted_parameters(tmp_path):
   overrides = ["--config.num_steps=600", "--config.checkpoint_every=50",
                "--config.log_every=100", "--config.eval_every=1000"]
-  killed = tmp_path / "killed"
-  proc = subprocess.Popen(_cli(killed, *overrides), cwd=REPO, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL)
+  killed, cache = tmp_path / "killed", tmp_path / "cache"
+  proc = subprocess.Popen(_cli(killed, *overrides, cache=cache), cwd=REPO,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   checkpoints = killed / "checkpoints"
   deadline = time.time() + 120
   while time.time() < deadline and proc.poll() is None:
@@ -84,9 +84,14 @@ def test_sigkill_then_rerun_ends_with_the_uninterrupted_parameters(tmp_path):
   manager.close()
   assert killed_at is not None and killed_at < 600
 
-  rerun = subprocess.run(_cli(killed, *overrides), cwd=REPO, capture_output=True, text=True)
+  cached = set(os.listdir(cache))
+  assert cached  # the first run's compiled programs
+  rerun = subprocess.run(_cli(killed, *overrides, cache=cache), cwd=REPO, capture_output=True,
+                         text=True)
   assert rerun.returncode == 0, rerun.stderr[-2000:]
   assert f"resumed from the checkpoint at step {killed_at}" in rerun.stderr
+  assert len(re.findall("compiled the training loop in", rerun.stderr)) == 1
+  assert set(os.listdir(cache)) >= cached
 
   config = _tiny(num_steps=600, checkpoint_every=50, log_every=100, eval_every=1000)
   train.train_and_evaluate(config, str(tmp_path / "uninterrupted"))
@@ -185,3 +190,51 @@ def test_time_budget_stops_early_and_still_writes_results(tmp_path):
                                      str(tmp_path))
   assert results["step"] < 10_000
   assert json.loads((tmp_path / "results.json").read_text())["step"] == results["step"]
+
+
+def _params(workdir):
+  return _latest_params(workdir)[1]
+
+
+def _train_rows(workdir):
+  rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  return [{k: v for k, v in r.items() if k != "steps_per_second"} for r in rows]
+
+
+def test_one_step_per_call_and_many_give_the_same_run(tmp_path):
+  # steps_per_call=1: a call per step; 7: calls of up to 7 steps ending at every
+  # log / eval / checkpoint step (10, 20).
+  one, many = tmp_path / "one", tmp_path / "many"
+  train.train_and_evaluate(_tiny(steps_per_call=1), str(one))
+  train.train_and_evaluate(_tiny(steps_per_call=7), str(many))
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
+               _params(one), _params(many))
+  rows_one, rows_many = _train_rows(one), _train_rows(many)
+  assert [(r["step"], r["split"]) for r in rows_many] == [
+      (10, "train"), (10, "eval"), (20, "train"), (20, "eval")]
+  for a, b in zip(rows_one, rows_many):
+    assert a.keys() == b.keys()
+    np.testing.assert_allclose([a[k] for k in a if k != "split"],
+                               [b[k] for k in a if k != "split"], rtol=1e-5)
+
+
+def test_resume_at_a_saved_step_is_exact_and_writes_each_row_once(tmp_path):
+  whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+  train.train_and_evaluate(_tiny(), str(whole))
+  train.train_and_evaluate(_tiny(num_steps=10), str(resumed))  # saved at 10
+  with open(resumed / "metrics.jsonl", "a") as f:  # rows an interrupted run wrote past it
+    f.write(json.dumps({"step": 12, "split": "train", "loss": 9.0}) + "\n")
+  train.train_and_evaluate(_tiny(), str(resumed))
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
+               _params(whole), _params(resumed))
+  expected = [(10, "train"), (10, "eval"), (20, "train"), (20, "eval")]
+  assert [(r["step"], r["split"]) for r in _train_rows(resumed)] == expected
+  train.train_and_evaluate(_tiny(), str(resumed))  # finished: evaluates step 20 again
+  rows = _train_rows(resumed)
+  assert [(r["step"], r["split"]) for r in rows] == expected
+  np.testing.assert_allclose(rows[2]["loss"], _train_rows(whole)[2]["loss"], rtol=1e-6)
+
+
+def test_steps_per_call_must_be_positive(tmp_path):
+  with pytest.raises(train.ConfigError, match="steps_per_call.*got 0"):
+    train.train_and_evaluate(_tiny(steps_per_call=0), str(tmp_path))
