@@ -73,7 +73,9 @@ class TaskModel(nnx.Module):
     if jnp.issubdtype(inputs.dtype, jnp.integer):
       inputs = jax.nn.one_hot(inputs, self.input_size)
     if self.mode == "act":
-      result = self.act.ponder_sequence(inputs, mask=input_mask)
+      # Rematerialising input steps saves memory only across several of them; for one
+      # (parity, logic) it would just run the forward pass twice.
+      result = self.act.ponder_sequence(inputs, mask=input_mask, remat=inputs.shape[1] > 1)
       return ModelOutput(result.outputs, result.stats)
     return self._fixed_steps(inputs, input_mask)
 
