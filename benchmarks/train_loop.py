@@ -19,10 +19,12 @@ one run, variants interleaved round by round:
   start to its first progress line (after the first training step), with an
   empty and then a warm compilation cache.
 
+Each ratio is the median over rounds of the ratio of its two terms measured
+one right after the other (the machine is shared and its load drifts).
+
   PYTHONPATH=. python benchmarks/train_loop.py --json   # table, then one JSON line
 
-Times are medians over interleaved rounds (the machine is shared and noisy):
-compare the ratios, not absolute times.
+Compare the ratios, not absolute times.
 """
 
 from __future__ import annotations
@@ -37,7 +39,6 @@ import tempfile
 import time
 
 import jax
-import numpy as np
 from flax import nnx
 
 import timing  # benchmarks/timing.py, beside this script
@@ -123,23 +124,26 @@ def main() -> None:
 
   loops = {
       "parity_act": _parity(2000),
-      "parity_none": _parity(4000, mode="none"),
       "parity_repeat3": _parity(2000, mode="repeat", repeats=3),
+      "parity_none": _parity(4000, mode="none"),
       "parity_cap_act": _parity(40, halting_bias=-30.0),
       "parity_cap_repeat": _parity(40, mode="repeat", repeats=100),
       "text_act": _text(80, halting_bias=30.0),
       "text_none": _text(80, mode="none"),
   }
-  grads = {name: bare_value_and_grad(loops[name]) for name in ("parity_act", "parity_none")}
-  samples = {name: [] for name in (*loops, *(f"{name}_grad" for name in grads))}
+  grads = {f"{name}_grad": bare_value_and_grad(loops[name])
+           for name in ("parity_act", "parity_none")}
+  samples = {name: [] for name in (*loops, *grads)}
   steps = {}
-  for _ in range(args.rounds):
+  for _ in range(args.rounds):  # each ratio's two terms are measured one after the other
     for name, config in loops.items():
       seconds, steps[name] = loop_seconds_per_step(config)
       samples[name].append(seconds)
-    for name, (fn, fn_args) in grads.items():
-      samples[f"{name}_grad"].append(timing.median_seconds({name: fn}, fn_args, 200)[name])
+      if f"{name}_grad" in grads:
+        fn, fn_args = grads[f"{name}_grad"]
+        samples[f"{name}_grad"].append(timing.median_seconds({name: fn}, fn_args, 300)[name])
   ms = {name: 1e3 * statistics.median(times) for name, times in samples.items()}
+  ratio = lambda a, b: statistics.median(x / y for x, y in zip(samples[a], samples[b]))
 
   with tempfile.TemporaryDirectory() as tmp:
     startup = startup_seconds(os.path.join(tmp, "cache"), os.path.join(tmp, "a"))
@@ -149,11 +153,11 @@ def main() -> None:
   for name, value in ms.items():
     print(f"{name:>20s} {value:9.3f} {steps.get(name, float('nan')):6.2f}")
   result = {
-      "parity_loop_over_grad": ms["parity_act"] / ms["parity_act_grad"],
-      "parity_act_over_repeat": ms["parity_act"] / ms["parity_repeat3"],
-      "parity_cap_act_over_repeat": ms["parity_cap_act"] / ms["parity_cap_repeat"],
-      "none_loop_over_grad": ms["parity_none"] / ms["parity_none_grad"],
-      "text_act_over_none": ms["text_act"] / ms["text_none"],
+      "parity_loop_over_grad": ratio("parity_act", "parity_act_grad"),
+      "parity_act_over_repeat": ratio("parity_act", "parity_repeat3"),
+      "parity_cap_act_over_repeat": ratio("parity_cap_act", "parity_cap_repeat"),
+      "none_loop_over_grad": ratio("parity_none", "parity_none_grad"),
+      "text_act_over_none": ratio("text_act", "text_none"),
       "startup_s": startup, "startup_cached_s": startup_cached,
       "parity_act_steps_per_s": 1e3 / ms["parity_act"],
       "parity_act_mean_n": steps["parity_act"], "parity_cap_mean_n": steps["parity_cap_act"],
@@ -168,5 +172,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-  np.set_printoptions(precision=3)
   main()
