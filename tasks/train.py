@@ -125,12 +125,12 @@ def _initialize_distributed(config: ml_collections.ConfigDict) -> None:
 
   With several processes (a multi-host GPU cluster or TPU pod, its environment
   read by ``jax.distributed.initialize``) the mesh spans every process's
-  devices; each process computes the whole batch of a step (a pure function of
-  seed and step) and places only its own devices' shards, and only process 0
+  devices; every step's batch is generated inside the compiled call, each process
+  computing its own devices' shards, and only process 0
   writes metrics, ``config.json`` and ``results.json`` (orbax coordinates the
-  checkpoints). Tested: the plumbing of this flag, and sharding over several
-  devices of one process. Not tested: several processes. ``time_budget_minutes``
-  is measured per process, so give several processes ``num_steps`` instead.
+  checkpoints). Tested with two processes on one machine
+  (``tests/test_multiprocess.py``). ``time_budget_minutes`` is measured per
+  process, so give several processes ``num_steps`` instead.
   """
   if not isinstance(config.distributed, bool):
     raise ConfigError(f"config.distributed must be True or False, got {config.distributed!r}")
