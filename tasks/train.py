@@ -181,6 +181,11 @@ def _check_same_config(config: ml_collections.ConfigDict, workdir: str) -> None:
     os.replace(f"{path}.tmp", path)
 
 
+def _metric_names(metric: str) -> tuple[str, ...]:
+  """The names of a training step's metrics (float32 scalars per network)."""
+  return ("loss", "task_loss", "mean_steps", "mean_ponder", metric)
+
+
 def _loss_fn(model: models.TaskModel, batch: Batch, tau: jax.Array, metric: str):
   out = model(batch.inputs, batch.input_mask)
   losses, wrong = evaluation.target_terms(out.logits, batch)
@@ -271,8 +276,7 @@ def train_steps(graphdefs: networks.GraphDefs, state: networks.TrainState, data:
     state, metrics = one_step(state, first_step + i)
     return state, jax.tree.map(jnp.add, sums, metrics)
 
-  shapes = jax.eval_shape(one_step, state, first_step)[1]
-  zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+  zeros = {name: jnp.zeros(seeds.shape, jnp.float32) for name in _metric_names(metric)}
   return networks.replicated(jax.lax.fori_loop(0, num_steps, body, (state, zeros)), sample.mesh)
 
 
