@@ -217,8 +217,16 @@ def _network_step(graphdefs: networks.GraphDefs, metric: str, state: networks.Tr
 def _networks_step(graphdefs: networks.GraphDefs, metric: str, state: networks.TrainState,
                    batch: Batch, taus: jax.Array
                    ) -> tuple[networks.TrainState, dict[str, jax.Array]]:
-  """One Adam step of every network, vmapped over the leading network axis."""
-  return jax.vmap(functools.partial(_network_step, graphdefs, metric))(state, batch, taus)
+  """One Adam step of every network, vmapped over the leading network axis.
+
+  One network is not vmapped: a vmapped ponder loop runs until the slowest network's
+  batch halts and selects every carried value at every step, which costs even for one.
+  """
+  step = functools.partial(_network_step, graphdefs, metric)
+  if taus.shape[0] > 1:
+    return jax.vmap(step)(state, batch, taus)
+  only = lambda tree: jax.tree.map(lambda x: x[0], tree)
+  return jax.tree.map(lambda x: x[None], step(only(state), only(batch), taus[0]))
 
 
 @functools.partial(jax.jit, static_argnames=("graphdefs", "metric", "mesh"))
