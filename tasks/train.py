@@ -424,10 +424,11 @@ def load_trained_model(workdir: str, network: int = 0
 
 
 class _StopRequests:
-  """SIGINT and SIGTERM as a request that the training loop reads between steps.
+  """SIGINT and SIGTERM as a request that the training loop reads between calls.
 
-  The loop then stops after the current step, saves a checkpoint and raises
-  KeyboardInterrupt, so that no signal lands inside a checkpoint save. A
+  The loop then stops after the current call (about half a second at most),
+  saves a checkpoint and raises KeyboardInterrupt, so that no signal lands
+  inside a checkpoint save. A
   second SIGINT interrupts at once. Handlers are installed only in the main
   thread (the only one that receives signals) and restored on exit.
   """
@@ -512,8 +513,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     ConfigError: for an invalid config, an unwritable workdir, or a workdir
       whose checkpoint is of another config or unreadable.
     KeyboardInterrupt: after SIGINT (Ctrl-C) or SIGTERM (e.g. a cluster's
-      preemption notice): training stops after the current step and saves a
-      checkpoint first, so the same call resumes from there.
+      preemption notice): training stops after the current compiled call and
+      saves a checkpoint first, so the same call resumes from there.
   """
   _initialize_distributed(config)
   task = validate(config)
