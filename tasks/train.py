@@ -2,8 +2,9 @@
 
 Adam on the task loss plus ``tau * P`` (spec section 9 item 4: the task loss
 summed over a sequence's target steps and slots, the ponder cost summed over
-its input steps, both averaged over the batch), a jit-compiled step, periodic
-evaluation on a held-out stream, progress lines, metrics as JSONL and
+its input steps, both averaged over the batch), many steps per compiled call
+(:func:`train_steps`: batches generated and metrics summed inside the call, the
+host touched only between calls), periodic evaluation on a held-out stream, progress lines, metrics as JSONL and
 TensorBoard events, orbax checkpoints that a rerun of the same command resumes
 from, and ``results.json`` at the end.
 
