@@ -100,7 +100,8 @@ def _synthetic(name: str, module, input_size, num_classes, difficulty: str) -> T
 
 def _text_source(config: ml_collections.ConfigDict) -> text.TextBatches:
   options = config.task_options
-  return text.TextBatches(text.load_bytes(options.path), window=options.window,
+  data = text.load_bytes(options.path, check_sha1=options.get("check_sha1", True))
+  return text.TextBatches(data, window=options.window,
                           batch_size=config.batch_size,
                           eval_batch_size=config.eval_batch_size, seed=config.seed)
 

@@ -36,7 +36,8 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import act_jax
-from tasks import evaluation, models, networks
+from tasks import checkpoints, evaluation, models, networks
+from tasks.config_checks import ConfigError, check_finite
 from tasks.configs import common
 from tasks.data import Batch
 from tasks.registry import BITS_PER_CHARACTER, Task, get_task
@@ -44,17 +45,15 @@ from tasks.registry import BITS_PER_CHARACTER, Task, get_task
 # Fields a resumed run may change; every other field must match the checkpoint's.
 RESUMABLE_CHANGES = frozenset(
     {"num_steps", "time_budget_minutes", "log_every", "eval_every", "eval_batches",
-     "checkpoint_every", "plot", "distributed"})
+     "checkpoint_every", "plot", "distributed", "restore_step"})
 # Fields added to the configs after runs were saved: a saved config.json without
 # them holds their default values (common.base_config).
-_ADDED_FIELDS = ("num_networks", "taus", "distributed")
+_ADDED_FIELDS = ("num_networks", "taus", "distributed", "restore_step")
+# Task options added after runs were saved, with the value those runs had.
+_ADDED_TASK_OPTIONS = {"text": {"check_sha1": True}}
 
 
 _SHORT_NAMES = {"sequence_error": "error", BITS_PER_CHARACTER: "bpc"}
-
-
-class ConfigError(ValueError):
-  """The config, or its match with a workdir's checkpoint, is invalid."""
 
 
 def _positive_int(config: ml_collections.ConfigDict, name: str) -> None:
@@ -65,6 +64,7 @@ def _positive_int(config: ml_collections.ConfigDict, name: str) -> None:
 
 def validate(config: ml_collections.ConfigDict) -> Task:
   """Checks ``config`` before anything is compiled; returns its task."""
+  check_finite(config)
   try:
     task = get_task(config.task)
   except ValueError as e:
@@ -89,6 +89,10 @@ def validate(config: ml_collections.ConfigDict) -> Task:
   if config.mode == "repeat":
     _positive_int(config, "repeats")
   _check_networks(config)
+  if isinstance(config.restore_step, bool) or not isinstance(config.restore_step, int) or (
+      config.restore_step < 0):
+    raise ConfigError(f"config.restore_step must be >= 0 (0: the latest checkpoint), "
+                      f"got {config.restore_step!r}")
   devices = jax.device_count()
   for name in ("batch_size", "eval_batch_size"):
     if config[name] % devices:
@@ -159,7 +163,8 @@ def _saved_config(path: str) -> dict[str, Any]:
   with open(path) as f:
     saved = json.load(f)
   defaults = json.loads(common.base_config().to_json())
-  return {**{name: defaults[name] for name in _ADDED_FIELDS}, **saved}
+  options = {**_ADDED_TASK_OPTIONS.get(saved.get("task"), {}), **saved.get("task_options", {})}
+  return {**{name: defaults[name] for name in _ADDED_FIELDS}, **saved, "task_options": options}
 
 
 def _check_same_config(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -228,6 +233,22 @@ def train_step(graphdefs: networks.GraphDefs, state: networks.TrainState, batch:
   return networks.replicated(jax.vmap(step)(state, batch, taus), mesh)
 
 
+def strict_json(value: Any) -> Any:
+  """``value`` with every NaN or infinite float replaced by None (JSON ``null``).
+
+  ``results.json`` and ``metrics.jsonl`` are strict JSON (``json.dump`` would
+  otherwise write ``NaN`` and ``Infinity``, which JSON parsers reject): a
+  diverged run's loss shows as ``null``.
+  """
+  if isinstance(value, Mapping):
+    return {k: strict_json(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [strict_json(v) for v in value]
+  if isinstance(value, (float, np.floating)):
+    return float(value) if np.isfinite(value) else None
+  return value
+
+
 class _MetricWriter:
   """Appends metrics to ``metrics.jsonl`` and TensorBoard event files (process 0 only)."""
 
@@ -241,7 +262,8 @@ class _MetricWriter:
   def write(self, step: int, split: str, metrics: Mapping[str, float]) -> None:
     if not self._primary:
       return
-    self._jsonl.write(json.dumps({"step": step, "split": split, **metrics}) + "\n")
+    row = strict_json({"step": step, "split": split, **metrics})
+    self._jsonl.write(json.dumps(row, allow_nan=False) + "\n")
     self._jsonl.flush()
     for k, v in metrics.items():
       self._tb.add_scalar(f"{split}/{k}", v, step)
@@ -277,20 +299,15 @@ def _checkpoint_layout(state: networks.TrainState, num_networks: int) -> dict[st
 
 
 def _restore(manager: ocp.CheckpointManager, state: networks.TrainState, num_networks: int,
-             workdir: str, mesh: Mesh) -> tuple[int, networks.TrainState]:
-  """The latest checkpoint's step and state (step 0 and ``state`` if there is none)."""
-  step = manager.latest_step()
-  if step is None:
-    return 0, state
+             workdir: str, mesh: Mesh, step: int = 0) -> tuple[int, networks.TrainState]:
+  """Checkpoint ``step``'s (0: the latest's) step and state; step 0 and ``state`` if
+  there is no checkpoint. ConfigError (one line) if it cannot be read."""
   replicated = NamedSharding(mesh, PartitionSpec())
   target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
                         _checkpoint_layout(state, num_networks))
-  try:
-    restored = manager.restore(step, args=ocp.args.StandardRestore(target))
-  except Exception as e:  # orbax raises many types for unreadable or mismatched files
-    raise ConfigError(
-        f"the checkpoint at step {step} in {workdir!r} is corrupt or does not match the "
-        f"config: {type(e).__name__}: {e}") from e
+  step, restored = checkpoints.restore(manager, target, workdir, step)
+  if restored is None:
+    return 0, state
   if num_networks == 1:
     restored = jax.tree.map(lambda x: np.asarray(x)[None], restored)
   nnx.replace_by_pure_dict(state.model, restored["model"])
@@ -325,7 +342,7 @@ def load_trained_model(workdir: str, network: int = 0
     raise ConfigError(f"{workdir!r} holds networks 0..{config.num_networks - 1}, not {network}")
   mesh = networks.data_mesh()
   graphdefs, state = networks.initial_networks(config, task, mesh)
-  manager = ocp.CheckpointManager(os.path.join(workdir, "checkpoints"))
+  manager = checkpoints.manager(workdir)
   step, state = _restore(manager, state, config.num_networks, workdir, mesh)
   manager.close()
   if not step:
@@ -401,12 +418,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   mesh = networks.data_mesh()
   graphdefs, state = networks.initial_networks(config, task, mesh)
-  manager = ocp.CheckpointManager(
-      os.path.join(workdir, "checkpoints"),
-      options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True))
-  step, state = _restore(manager, state, config.num_networks, workdir, mesh)
+  manager = checkpoints.manager(workdir, max_to_keep=2, create=True)
+  step, state = _restore(manager, state, config.num_networks, workdir, mesh,
+                         config.restore_step)
   if step:
     logging.info("resumed from the checkpoint at step %d", step)
+  if config.restore_step:
+    deleted = checkpoints.delete_after(manager, step)
+    if deleted:
+      logging.info("deleted the checkpoints after step %d: steps %s", step, deleted)
   writer = _MetricWriter(workdir)
   source = networks.network_batches(config, task, mesh)
   taus = networks.network_taus(config)
@@ -468,7 +488,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                           for i, (tau, network) in enumerate(zip(taus, result.networks))]}
   if _is_primary():
     with open(os.path.join(workdir, "results.json"), "w") as f:
-      json.dump(results, f, indent=2)
+      json.dump(strict_json(results), f, indent=2, allow_nan=False)
     if config.plot:
       from tasks import plots  # pylint: disable=g-import-not-at-top
       plots.plot_run(workdir)

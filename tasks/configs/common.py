@@ -37,6 +37,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.eval_every = 5_000
   config.log_every = 500
   config.checkpoint_every = 5_000
+  config.restore_step = 0  # > 0: resume from this checkpoint (later ones are deleted); 0: latest
   config.plot = True  # write plots.png at the end (needs matplotlib)
   return config
 

@@ -27,7 +27,8 @@ ENWIK6 = os.path.normpath(os.path.join(_REPO, "..", "shared", "data", "enwik6"))
 def _default() -> ml_collections.ConfigDict:
   config = common.base_config()
   config.task = "text"
-  config.task_options = ml_collections.ConfigDict({"path": ENWIK6, "window": 500})
+  config.task_options = ml_collections.ConfigDict(
+      {"path": ENWIK6, "window": 500, "check_sha1": True})  # check_sha1: enwik8's size and SHA-1
   config.cell = "lstm"
   config.hidden_size = 256
   config.tau = 6e-3
