@@ -45,7 +45,7 @@ from tasks.registry import BITS_PER_CHARACTER, Task, get_task
 # Fields a resumed run may change; every other field must match the checkpoint's.
 RESUMABLE_CHANGES = frozenset(
     {"num_steps", "time_budget_minutes", "log_every", "eval_every", "eval_batches",
-     "checkpoint_every", "plot", "distributed", "restore_step"})
+     "checkpoint_every", "plot", "distributed", "restore_step", "figure_examples"})
 # Fields added to the configs after runs were saved: a saved config.json without
 # them holds their default values (common.base_config).
 _ADDED_FIELDS = ("num_networks", "taus", "distributed", "restore_step")
@@ -93,6 +93,7 @@ def validate(config: ml_collections.ConfigDict) -> Task:
       config.restore_step < 0):
     raise ConfigError(f"config.restore_step must be >= 0 (0: the latest checkpoint), "
                       f"got {config.restore_step!r}")
+  _check_figure_examples(config, task)
   devices = jax.device_count()
   for name in ("batch_size", "eval_batch_size"):
     if config[name] % devices:
@@ -104,6 +105,16 @@ def validate(config: ml_collections.ConfigDict) -> Task:
   except (ValueError, OSError) as e:  # OSError: a missing or unreadable data file
     raise ConfigError(f"config.task_options: {e}") from e
   return task
+
+
+def _check_figure_examples(config: ml_collections.ConfigDict, task: Task) -> None:
+  """``figure_examples``: examples per level of the task's difficulty figure (0: none)."""
+  value = config.figure_examples
+  if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    raise ConfigError(f"config.figure_examples must be >= 0 (0: no figure set), got {value!r}")
+  if value and task.figure is None:
+    raise ConfigError(f"config.figure_examples must be 0 for task {task.name!r}: it has no "
+                      f"difficulty figure, got {value!r}")
 
 
 def _check_networks(config: ml_collections.ConfigDict) -> None:
@@ -164,7 +175,8 @@ def _saved_config(path: str) -> dict[str, Any]:
     saved = json.load(f)
   defaults = json.loads(common.base_config().to_json())
   options = {**_ADDED_TASK_OPTIONS.get(saved.get("task"), {}), **saved.get("task_options", {})}
-  return {**{name: defaults[name] for name in _ADDED_FIELDS}, **saved, "task_options": options}
+  return {**{name: defaults[name] for name in _ADDED_FIELDS}, "figure_examples": 0, **saved,
+          "task_options": options}
 
 
 def _check_same_config(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -198,7 +210,7 @@ def _loss_fn(model: models.TaskModel, batch: Batch, tau: jax.Array, metric: str)
   if metric == BITS_PER_CHARACTER:
     metrics[metric] = jnp.sum(losses) / jnp.sum(batch.target_mask) / jnp.log(2.0)
   else:
-    metrics[metric] = jnp.mean(jnp.any(wrong, axis=(1, 2)))
+    metrics[metric] = evaluation.sequence_error(wrong, batch)
   return loss, metrics
 
 
@@ -481,11 +493,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   result = evaluate_and_write(step, state)
   writer.close()
-  results = {"task": config.task, "step": step, "tau": float(np.mean(taus)),
-             "act": config.mode == "act", "mode": config.mode, "metric": task.metric,
-             "difficulty": task.difficulty, **result.pooled,
-             "networks": [{"seed": config.seed + i, "tau": tau, **network}
-                          for i, (tau, network) in enumerate(zip(taus, result.networks))]}
+  results = _results(config, task, step, taus, result, _figure(config, graphdefs, state, mesh))
   if _is_primary():
     with open(os.path.join(workdir, "results.json"), "w") as f:
       json.dump(strict_json(results), f, indent=2, allow_nan=False)
@@ -493,6 +501,29 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       from tasks import plots  # pylint: disable=g-import-not-at-top
       plots.plot_run(workdir)
   return results
+
+
+def _figure(config: ml_collections.ConfigDict, graphdefs: networks.GraphDefs,
+            state: networks.TrainState, mesh: Mesh) -> evaluation.Evaluation | None:
+  """The networks' evaluation on the paper's difficulty-figure examples, if configured."""
+  if not config.figure_examples:
+    return None
+  return evaluation.evaluate_figure(graphdefs.model, state.model, config, mesh)
+
+
+def _results(config: ml_collections.ConfigDict, task: Task, step: int, taus: Sequence[float],
+             result: evaluation.Evaluation,
+             figure: evaluation.Evaluation | None) -> dict[str, Any]:
+  """``results.json``: the held-out stream's evaluation, pooled and per network, and
+  under ``figure`` that of the difficulty figure's examples."""
+  with_figure = lambda summary, i: (
+      {**summary, "figure": (figure.pooled if i is None else figure.networks[i])}
+      if figure else summary)
+  return {"task": config.task, "step": step, "tau": float(np.mean(taus)),
+          "act": config.mode == "act", "mode": config.mode, "metric": task.metric,
+          "difficulty": task.difficulty, **with_figure(result.pooled, None),
+          "networks": [with_figure({"seed": config.seed + i, "tau": tau, **network}, i)
+                       for i, (tau, network) in enumerate(zip(taus, result.networks))]}
 
 
 def _metric_line(metrics: Mapping[str, Any], metric: str) -> str:
@@ -506,22 +537,35 @@ def _metric_line(metrics: Mapping[str, Any], metric: str) -> str:
 
 
 def summary_table(results: Mapping[str, Any]) -> str:
-  """A readable multi-line summary of ``results.json``; one line per network of an ensemble."""
+  """A readable multi-line summary of ``results.json``; one line per network of an ensemble.
+
+  The table by difficulty is that of the difficulty figure's examples if the
+  run has them (``figure``), else that of the held-out stream.
+  """
   metric = results.get("metric", "sequence_error")
   members = results.get("networks", [])
   ensemble = len(members) > 1
   setting = f"{len(members)} networks, mean" if ensemble else f"tau={results['tau']:g}"
-  lines = [f"{results['task']} ({results['mode']}, {setting}) after {results['step']} steps: "
-           + _metric_line(results, metric)]
+  lines = [f"{results['task']} ({results['mode']}, {setting}) after {results['step']} steps, "
+           "held-out stream: " + _metric_line(results, metric)]
+  if results.get("unscored_sequences"):
+    lines.append(f"  ({results['unscored_sequences']} sequences without a target are not "
+                 "counted)")
   if ensemble:
     lines += [f"  network {i} (seed {n['seed']}, tau={n['tau']:g}): {_metric_line(n, metric)}"
               for i, n in enumerate(members)]
-  lines.append(f"  {results['difficulty']:>24s} {'count':>8s} {_SHORT_NAMES[metric]:>7s} "
+  table, difficulty = results, results["difficulty"]
+  if "figure" in results:
+    table, difficulty = results["figure"], results["figure"]["difficulty"]
+    lines.append(f"the paper's difficulty figure, {table['examples_per_level']} examples per "
+                 f"level: {_metric_line(table, metric)}")
+  width = max(24, len(difficulty))
+  lines.append(f"  {difficulty:>{width}s} {'count':>8s} {_SHORT_NAMES[metric]:>7s} "
                f"{'N':>6s} {'rho':>6s}")
-  rows = results["by_difficulty"].items()
+  rows = table["by_difficulty"].items()
   if metric != BITS_PER_CHARACTER:
     rows = sorted(rows, key=lambda kv: int(kv[0]))
   for d, row in rows:
-    lines.append(f"  {d!s:>24s} {row['count']:>8d} {row[metric]:>7.3f} "
+    lines.append(f"  {d!s:>{width}s} {row['count']:>8d} {row[metric]:>7.3f} "
                  f"{row['mean_steps']:>6.2f} {row['mean_ponder']:>6.2f}")
   return "\n".join(lines)

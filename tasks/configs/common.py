@@ -35,6 +35,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.eval_batch_size = 1000
   config.eval_batches = 4
   config.eval_every = 5_000
+  # At the end, also evaluate on the examples of the paper's difficulty figure (Figs. 6, 10,
+  # 14, 19): this many per difficulty level (1000 in the paper's Fig. 6; 0: none).
+  config.figure_examples = 1000
   config.log_every = 500
   config.checkpoint_every = 5_000
   config.restore_step = 0  # > 0: resume from this checkpoint (later ones are deleted); 0: latest
@@ -54,6 +57,7 @@ def tiny(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   config.log_every = 10
   config.checkpoint_every = 10
   config.plot = False
+  config.figure_examples = 0
   return config
 
 

@@ -39,6 +39,7 @@ def _default() -> ml_collections.ConfigDict:
   config.eval_every = 500
   config.log_every = 50
   config.checkpoint_every = 250
+  config.figure_examples = 0  # no difficulty figure: bits per character by character class
   return config
 
 
