@@ -65,7 +65,7 @@ def test_show_config_lists_fields_and_values_with_overrides():
   fields = {name.strip(): value for name, value in
             (line.split(" = ", 1) for line in result.stdout.splitlines())}
   assert fields["tau"] == "0.05  (float)"
-  assert fields["task_options.num_bits"] == "16  (int)"
+  assert fields["task_options.num_bits"] == "8  (int)"
   assert {"task_options.layout", "restore_step", "seed", "learning_rate"} <= set(fields)
 
 
