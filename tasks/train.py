@@ -62,6 +62,12 @@ def _positive_int(config: ml_collections.ConfigDict, name: str) -> None:
     raise ConfigError(f"config.{name} must be a positive integer, got {value!r}")
 
 
+def _non_negative_int(config: ml_collections.ConfigDict, name: str, zero_means: str) -> None:
+  value = config[name]
+  if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    raise ConfigError(f"config.{name} must be an integer >= 0 ({zero_means}), got {value!r}")
+
+
 def validate(config: ml_collections.ConfigDict) -> Task:
   """Checks ``config`` before anything is compiled; returns its task."""
   check_finite(config)
@@ -89,11 +95,11 @@ def validate(config: ml_collections.ConfigDict) -> Task:
   if config.mode == "repeat":
     _positive_int(config, "repeats")
   _check_networks(config)
-  if isinstance(config.restore_step, bool) or not isinstance(config.restore_step, int) or (
-      config.restore_step < 0):
-    raise ConfigError(f"config.restore_step must be >= 0 (0: the latest checkpoint), "
-                      f"got {config.restore_step!r}")
-  _check_figure_examples(config, task)
+  _non_negative_int(config, "restore_step", "0: the latest checkpoint")
+  _non_negative_int(config, "figure_examples", "0: no figure set")
+  if config.figure_examples and task.figure is None:
+    raise ConfigError(f"config.figure_examples must be 0 for task {task.name!r} (it has no "
+                      f"difficulty figure), got {config.figure_examples!r}")
   devices = jax.device_count()
   for name in ("batch_size", "eval_batch_size"):
     if config[name] % devices:
@@ -105,16 +111,6 @@ def validate(config: ml_collections.ConfigDict) -> Task:
   except (ValueError, OSError) as e:  # OSError: a missing or unreadable data file
     raise ConfigError(f"config.task_options: {e}") from e
   return task
-
-
-def _check_figure_examples(config: ml_collections.ConfigDict, task: Task) -> None:
-  """``figure_examples``: examples per level of the task's difficulty figure (0: none)."""
-  value = config.figure_examples
-  if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-    raise ConfigError(f"config.figure_examples must be >= 0 (0: no figure set), got {value!r}")
-  if value and task.figure is None:
-    raise ConfigError(f"config.figure_examples must be 0 for task {task.name!r}: it has no "
-                      f"difficulty figure, got {value!r}")
 
 
 def _check_networks(config: ml_collections.ConfigDict) -> None:

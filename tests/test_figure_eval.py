@@ -5,10 +5,11 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from launch import sweep_results
 from tasks import evaluation, train
-from tasks.configs import addition, parity
+from tasks.configs import addition, parity, text
 from tasks.data import addition as addition_data
 from tasks.data import batch_stream_key
 
@@ -48,3 +49,10 @@ def test_addition_results_leave_out_sequences_without_a_target(tmp_path):
   assert results["unscored_sequences"] > 0
   assert counted + results["unscored_sequences"] == 64
   assert "sequences without a target are not counted" in train.summary_table(results)
+
+
+def test_figure_examples_are_refused_for_text():
+  config = text.get_config("tiny")
+  config.figure_examples = 5
+  with pytest.raises(train.ConfigError, match="figure_examples must be 0 for task 'text'"):
+    train.validate(config)
