@@ -122,8 +122,10 @@ def test_bad_construction_is_a_clear_error():
   with pytest.raises(ValueError, match="epsilon"):
     act_nnx.AdaptiveComputationTime(nnx.SimpleCell(4, HID, rngs=rngs), epsilon=2.0, rngs=rngs)
   model = act_nnx.AdaptiveComputationTime(nnx.SimpleCell(4, HID, rngs=rngs), rngs=rngs)
-  with pytest.raises(ValueError, match=r"inputs must be \[batch, time, 3\], got \[4, 5, 2\]"):
+  with pytest.raises(ValueError, match=r"inputs have 2 features, but the cell reads 4 = 3 input"):
     model.ponder_sequence(jnp.zeros((4, 5, 2)))
+  with pytest.raises(ValueError, match=r"inputs must be \[batch, time, 3\], got \[4, 3\]"):
+    model.ponder_sequence(jnp.zeros((4, 3)))
   linen_model = act_linen.AdaptiveComputationTime(nn.SimpleCell(features=HID), max_steps=0)
   with pytest.raises(ValueError, match="max_steps.*got 0"):
     linen_model.init(jax.random.PRNGKey(0), X, method=linen_model.ponder_sequence)
