@@ -3,7 +3,8 @@
 What runs and what is only checked:
 
 * every ```python block runs as written (they use small sizes), in one
-  namespace per block, from the repository root;
+  namespace per block, from the repository root, and ends with a finite
+  ``loss`` and its ``grads``;
 * every command of a ```bash block: a ``pip install -e '.[extra]'`` names
   extras that setup.cfg defines; a ``launch.train`` command is parsed with its
   flags and config overrides (``--show_config``, which loads the config and
@@ -20,6 +21,7 @@ import shlex
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -63,7 +65,10 @@ def _run(args):
 def test_python_block_runs_as_written(index, monkeypatch):
   monkeypatch.chdir(REPO)
   monkeypatch.syspath_prepend(REPO)
-  exec(compile(_blocks("python")[index], f"README.md python block {index}", "exec"), {})
+  namespace = {}
+  exec(compile(_blocks("python")[index], f"README.md python block {index}", "exec"), namespace)
+  assert np.isfinite(namespace["loss"])  # each block ends by computing a loss and gradients
+  assert namespace["grads"]
 
 
 def test_pip_extras_exist():
