@@ -61,7 +61,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
     _CONFIG.value.get("task")  # a config file that failed to load raises here
   except Exception as e:  # pylint: disable=broad-except  # any override or config file error
     print(f"error: {_flag_error_line(e, argv)}", file=sys.stderr)
-    raise SystemExit(2) from None
+    raise SystemExit(1) from None
   return remaining
 
 
@@ -86,7 +86,7 @@ def main(argv):
     results = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except train.ConfigError as e:
     print(f"error: {e}", file=sys.stderr)
-    raise SystemExit(2) from None
+    raise SystemExit(1) from None
   except KeyboardInterrupt as e:
     if e.args:  # train_and_evaluate's stop after a checkpoint: the signal's name
       print("interrupted: the last step is checkpointed; run the same command to resume")
