@@ -23,8 +23,9 @@ _ERROR_CHARS = 160  # of the underlying error, in the one-line message
 
 
 @contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-  """Silences absl and Python logging (orbax logs a failed restore as errors) for a while."""
+def quiet() -> Iterator[None]:
+  """Silences absl and Python logging for a while (orbax logs at INFO on every open and
+  close, and a failed restore as errors)."""
   verbosity = logging.get_verbosity()
   logging.set_verbosity(logging.FATAL)
   python_logging.disable(python_logging.CRITICAL)
@@ -39,13 +40,13 @@ def manager(workdir: str, **options: Any) -> ocp.CheckpointManager:
   """The checkpoint manager of ``workdir/checkpoints`` (``options``: of
   ``ocp.CheckpointManagerOptions``), opened without orbax's log lines about
   unreadable checkpoints (:func:`restore` reports those)."""
-  with _quiet():
+  with quiet():
     return ocp.CheckpointManager(os.path.join(workdir, "checkpoints"),
                                  options=ocp.CheckpointManagerOptions(**options))
 
 
 def _read(manager: ocp.CheckpointManager, step: int, target: Any) -> Any:
-  with _quiet():
+  with quiet():
     return manager.restore(step, args=ocp.args.StandardRestore(target))
 
 
@@ -73,7 +74,7 @@ def restore(manager: ocp.CheckpointManager, target: Any, workdir: str,
       (corrupt, or of another layout): one line naming its directory and, if
       the previous checkpoint reads, the ``restore_step`` that resumes from it.
   """
-  with _quiet():  # orbax logs an error for each unreadable checkpoint metadata file
+  with quiet():  # orbax logs an error for each unreadable checkpoint metadata file
     steps = sorted(manager.all_steps())
   if not steps:
     if step:

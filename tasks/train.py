@@ -352,7 +352,8 @@ def load_trained_model(workdir: str, network: int = 0
   graphdefs, state = networks.initial_networks(config, task, mesh)
   manager = checkpoints.manager(workdir)
   step, state = _restore(manager, state, config.num_networks, workdir, mesh)
-  manager.close()
+  with checkpoints.quiet():
+    manager.close()
   if not step:
     raise ConfigError(f"{workdir!r} holds no checkpoint yet")
   model = nnx.merge(graphdefs.model, jax.tree.map(lambda x: np.asarray(x)[network], state.model))
