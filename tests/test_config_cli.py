@@ -129,3 +129,25 @@ def test_restore_step_that_was_not_saved_is_a_clear_error(tmp_path):
   train.train_and_evaluate(_tiny(), str(tmp_path))
   with pytest.raises(train.ConfigError, match=r"restore_step=15 .* steps \[10, 20\]"):
     train.train_and_evaluate(_tiny(num_steps=30, restore_step=15), str(tmp_path))
+
+
+_INTERRUPTED_AT_START = r"""
+import sys
+from absl import app
+from launch import train as cli
+
+def interrupted(config, workdir):
+  raise KeyboardInterrupt  # Ctrl-C before the training loop, e.g. while compiling
+
+cli.train.train_and_evaluate = interrupted
+sys.argv = ["train", "--config=tasks/configs/parity.py:tiny", "--workdir=" + sys.argv[1]]
+app.run(cli.main, flags_parser=cli._parse_flags)
+"""
+
+
+def test_ctrl_c_during_start_up_does_not_claim_a_checkpoint(tmp_path):
+  result = subprocess.run([sys.executable, "-c", _INTERRUPTED_AT_START, str(tmp_path)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 130, result.stderr[-2000:]
+  assert "interrupted before the run could save a checkpoint" in result.stdout
+  assert "checkpointed" not in result.stdout
