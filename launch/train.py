@@ -79,7 +79,8 @@ def main(argv):
     print(config_checks.describe(_CONFIG.value))
     return
   if not _WORKDIR.value:
-    raise app.UsageError("--workdir is required (where checkpoints and results go)")
+    print("error: --workdir is required (where checkpoints and results go)", file=sys.stderr)
+    raise SystemExit(1)
   logging.set_verbosity(logging.INFO)
   logging.get_absl_handler().addFilter(_QuietOrbax())
   try:
