@@ -103,6 +103,15 @@ class AdaptiveComputationTime(nnx.Module):
   def _project(self, mean_cell_output: jax.Array) -> jax.Array:
     return mean_cell_output if self.output is None else self.output(mean_cell_output)
 
+  def _check_features(self, inputs: jax.Array) -> None:
+    """ValueError unless the last axis of ``inputs`` is the cell's input size minus the flag."""
+    features = inputs.shape[-1] if inputs.ndim else None
+    if features != self.in_features:
+      raise ValueError(
+          f"inputs have {features} features, but the cell reads {self.in_features + 1} = "
+          f"{self.in_features} input features + 1 first-step flag; for {features} input "
+          f"features build the cell with in_features={features} + 1")
+
   def __call__(self, carry: Any, inputs: jax.Array, *, mask: jax.Array | None = None):
     """One input step: ``(s_{t-1}, x_t) -> (s_t, (y_t, stats))``.
 
@@ -114,6 +123,7 @@ class AdaptiveComputationTime(nnx.Module):
     Returns:
       ``(s_t, (y_t, stats))`` with ``stats`` an :class:`act_jax.PonderStats`.
     """
+    self._check_features(inputs)
     step_fn, params = self._step_fn_and_params()
     result = ponder_loop.ponder(step_fn, params, carry, inputs, max_steps=self.max_steps,
                                epsilon=self.epsilon, mask=mask, backend=self.backend,
@@ -133,9 +143,10 @@ class AdaptiveComputationTime(nnx.Module):
 
     See :func:`act_jax.ponder_sequence`; ``outputs`` are the output layer's.
     """
-    if inputs.ndim < 3 or inputs.shape[-1] != self.in_features:
+    if inputs.ndim < 3:
       raise ValueError(
           f"inputs must be [batch, time, {self.in_features}], got {list(inputs.shape)}")
+    self._check_features(inputs)
     if initial_carry is None:
       initial_carry = self.initialize_carry(inputs.shape[:1])
     step_fn, params = self._step_fn_and_params()

@@ -51,20 +51,24 @@ def network_rows(trial: str, results: Mapping[str, Any], config: Mapping[str, An
   Args:
     trial: the trial id (its directory name).
     results: the trial's results.json. With a ``networks`` list, one row per
-      network; without (one network), one row from the top level.
+      network; without (one network), one row from the top level. Difficulty
+      rows come from the difficulty figure's examples (``figure``) if the run
+      has them, else from the held-out stream.
     config: the trial's config.json (the seed of a results.json without
       ``networks``); may be empty.
   """
   networks = results.get("networks") or [
       {"seed": config.get("seed"), **{k: results[k] for k in (
-          "tau", "sequence_error", "mean_steps", "mean_ponder", "by_difficulty")}}]
+          "tau", "sequence_error", "mean_steps", "mean_ponder", "by_difficulty")},
+       **({"figure": results["figure"]} if "figure" in results else {})}]
   rows, difficulty_rows = [], []
   for network in networks:
     key = {"trial": trial, "task": results["task"], "mode": results["mode"],
            "tau": network["tau"], "seed": network["seed"]}
     rows.append({**key, "step": results["step"], "sequence_error": network["sequence_error"],
                  "mean_steps": network["mean_steps"], "mean_ponder": network["mean_ponder"]})
-    for difficulty, row in sorted(network["by_difficulty"].items(), key=lambda kv: int(kv[0])):
+    table = network.get("figure", network)["by_difficulty"]
+    for difficulty, row in sorted(table.items(), key=lambda kv: int(kv[0])):
       difficulty_rows.append({**key, "difficulty": int(difficulty), **{
           k: row[k] for k in ("count", "sequence_error", "mean_steps", "mean_ponder")}})
   return rows, difficulty_rows
@@ -87,7 +91,7 @@ def load_sweep_results(sweep_dir: str
     trial_rows, trial_difficulty_rows = network_rows(os.path.basename(trial_dir), results, config)
     rows += trial_rows
     difficulty_rows += trial_difficulty_rows
-    difficulty_names.add(results["difficulty"])
+    difficulty_names.add(results.get("figure", results)["difficulty"])
   if not rows:
     raise ValueError(f"no */results.json under {sweep_dir!r}")
   return rows, difficulty_rows, " / ".join(sorted(difficulty_names))

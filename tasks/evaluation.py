@@ -1,8 +1,14 @@
 """What a network is scored on: per-target losses and mistakes, ponder, held-out evaluation.
 
-:func:`target_terms` and :func:`ponder_terms` are shared by the training loss
-and the evaluation. :func:`evaluate` scores one network; the training loop
-scores its stacked networks with :func:`evaluate_networks`.
+:func:`target_terms`, :func:`sequence_errors` and :func:`ponder_terms` are
+shared by the training loss and the evaluation. :func:`evaluate` scores one
+network; the training loop scores its stacked networks with
+:func:`evaluate_networks` (the held-out stream) and :func:`evaluate_figure`
+(the paper's difficulty figure's examples).
+
+Sequence error counts only sequences that have a target: addition's length-1
+sequences have none, and are left out of every sequence-level number
+(``unscored_sequences`` says how many there were).
 """
 
 from __future__ import annotations
@@ -40,6 +46,17 @@ def target_terms(logits: jax.Array, batch: Batch):
   return jnp.where(on_target, losses, 0.0), on_target & (predictions != batch.targets)
 
 
+def sequence_errors(wrong: jax.Array, batch: Batch) -> tuple[jax.Array, jax.Array]:
+  """Per sequence: any mistake, and whether it has a target at all (only those count)."""
+  return jnp.any(wrong, axis=(1, 2)), jnp.any(batch.target_mask, axis=1)
+
+
+def sequence_error(wrong: jax.Array, batch: Batch) -> jax.Array:
+  """The fraction of the sequences with a target that have a mistake (0 if none has one)."""
+  any_wrong, scored = sequence_errors(wrong, batch)
+  return jnp.sum(any_wrong) / jnp.maximum(jnp.sum(scored), 1)
+
+
 def per_step_ponder(stats: act_jax.PonderStats):
   return stats.steps.astype(jnp.float32), stats.ponder_cost
 
@@ -52,11 +69,12 @@ def ponder_terms(stats: act_jax.PonderStats, batch: Batch):
 
 
 def _sequence_outputs(model: models.TaskModel, batch: Batch) -> dict[str, jax.Array]:
-  """Per example: any mistake, mean N and rho, difficulty."""
+  """Per example: any mistake, whether it has a target, mean N and rho, difficulty."""
   out = model(batch.inputs, batch.input_mask)
   _, wrong = target_terms(out.logits, batch)
+  any_wrong, scored = sequence_errors(wrong, batch)
   steps, ponder = ponder_terms(out.stats, batch)
-  return {"wrong": jnp.any(wrong, axis=(1, 2)), "steps": steps, "ponder": ponder,
+  return {"wrong": any_wrong, "scored": scored, "steps": steps, "ponder": ponder,
           "difficulty": batch.difficulty}
 
 
@@ -79,19 +97,16 @@ def _eval_step(graphdef: nnx.GraphDef, model_state: nnx.State, batch: Batch, *, 
 
 
 def _sequence_summary(per_example: Mapping[str, np.ndarray]) -> dict[str, Any]:
-  """Sequence error, mean N and mean rho per example, and by difficulty."""
+  """Sequence error, mean N and mean rho per sequence with a target, and by difficulty."""
+  scored = per_example["scored"]
+  summary = lambda sel: {"sequence_error": float(per_example["wrong"][sel].mean()),
+                         "mean_steps": float(per_example["steps"][sel].mean()),
+                         "mean_ponder": float(per_example["ponder"][sel].mean())}
   by_difficulty = {}
-  for d in np.unique(per_example["difficulty"]):
-    sel = per_example["difficulty"] == d
-    by_difficulty[int(d)] = {
-        "count": int(sel.sum()),
-        "sequence_error": float(per_example["wrong"][sel].mean()),
-        "mean_steps": float(per_example["steps"][sel].mean()),
-        "mean_ponder": float(per_example["ponder"][sel].mean()),
-    }
-  return {"sequence_error": float(per_example["wrong"].mean()),
-          "mean_steps": float(per_example["steps"].mean()),
-          "mean_ponder": float(per_example["ponder"].mean()),
+  for d in np.unique(per_example["difficulty"][scored]):
+    sel = scored & (per_example["difficulty"] == d)
+    by_difficulty[int(d)] = {"count": int(sel.sum()), **summary(sel)}
+  return {**summary(scored), "unscored_sequences": int((~scored).sum()),
           "by_difficulty": by_difficulty}
 
 
@@ -134,11 +149,13 @@ class Evaluation(NamedTuple):
 
 
 def _evaluate_batches(graphdef: nnx.GraphDef, model_state: nnx.State, batches: Iterable[Batch],
-                      metric: str, mesh: Mesh) -> Evaluation:
-  """Evaluates stacked networks on their stacked ``batches``."""
+                      metric: str, mesh: Mesh, num_examples: int | None = None) -> Evaluation:
+  """Evaluates stacked networks on their stacked ``batches`` (the first ``num_examples``
+  examples of them, or all)."""
   parts = [jax.device_get(_eval_step(graphdef, model_state, batch, metric=metric, mesh=mesh))
            for batch in batches]
-  outputs = {k: np.concatenate([p[k] for p in parts], axis=1) for k in parts[0]}
+  outputs = {k: np.concatenate([p[k] for p in parts], axis=1)[:, :num_examples]
+             for k in parts[0]}
   if metric == BITS_PER_CHARACTER:
     examples, summarize = _predicted_characters, _character_summary
   else:
@@ -164,6 +181,29 @@ def evaluate_networks(graphdef: nnx.GraphDef, model_state: nnx.State,
   train_bpc = lambda held, seen: {**held, "train_bits_per_character": seen[metric]}
   return Evaluation(train_bpc(held_out.pooled, seen.pooled),
                     [train_bpc(*pair) for pair in zip(held_out.networks, seen.networks)])
+
+
+def evaluate_figure(graphdef: nnx.GraphDef, model_state: nnx.State,
+                    config: ml_collections.ConfigDict, mesh: Mesh) -> Evaluation:
+  """Evaluates stacked networks on the examples of the paper's difficulty figure.
+
+  ``config.figure_examples`` examples per difficulty level (:class:`FigureSet`),
+  the same examples for every network, in batches of ``config.eval_batch_size``.
+  """
+  task = get_task(config.task)
+  options = config.task_options.to_dict()
+  sharding = NamedSharding(mesh, PartitionSpec(None, networks.DATA_AXIS))
+  num_networks = jax.tree.leaves(model_state)[0].shape[0]
+  stack = lambda batch: networks.place(
+      jax.tree.map(lambda x: np.broadcast_to(np.asarray(x), (num_networks, *x.shape)), batch),
+      sharding)
+  batches = (stack(batch) for batch, _ in task.figure.batches(
+      options, config.figure_examples, config.eval_batch_size, config.seed))
+  num_examples = len(task.figure.levels(**options)) * config.figure_examples
+  result = _evaluate_batches(graphdef, model_state, batches, task.metric, mesh, num_examples)
+  label = lambda summary: {"difficulty": task.figure.difficulty,
+                           "examples_per_level": config.figure_examples, **summary}
+  return Evaluation(label(result.pooled), [label(n) for n in result.networks])
 
 
 def evaluate(model: models.TaskModel, config: ml_collections.ConfigDict,

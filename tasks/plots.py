@@ -18,8 +18,10 @@ def plot_run(workdir: str) -> str:
   """Writes ``workdir/plots.png`` from ``metrics.jsonl`` and ``results.json``.
 
   Panels: the task metric (sequence error, or bits per character for text)
-  over training, N and rho over training, and the metric and N by difficulty
-  (for text: by input character class).
+  over training, N and rho over training, and the metric and N by difficulty:
+  on the paper's difficulty-figure examples if the run has them
+  (``config.figure_examples``), else on the held-out stream (for text: by
+  input character class).
   """
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     rows = [json.loads(line) for line in f]
@@ -40,7 +42,8 @@ def plot_run(workdir: str) -> str:
                  label="eval on train bytes")
   axes[0].set(xlabel="step", ylabel=label, ylim=(0, None))
   axes[1].set(xlabel="step", ylabel="per input step")
-  table = list(results["by_difficulty"].items())
+  by_difficulty = results.get("figure", results)  # the figure's examples, if the run has them
+  table = list(by_difficulty["by_difficulty"].items())
   numeric = metric == "sequence_error"  # text: character classes, drawn as categories
   if numeric:
     table.sort(key=lambda kv: int(kv[0]))
@@ -50,7 +53,7 @@ def plot_run(workdir: str) -> str:
   twin.plot(x, [row["mean_steps"] for _, row in table], "s-", color="C0", label="mean N")
   if not numeric:
     axes[2].set_xticks(x, [d for d, _ in table])
-  axes[2].set(xlabel=results["difficulty"], ylabel=label, ylim=(0, None))
+  axes[2].set(xlabel=by_difficulty["difficulty"], ylabel=label, ylim=(0, None))
   twin.set_ylabel("mean N (updates per input)")
   axes[2].legend(loc="upper left")
   twin.legend(loc="upper right")

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import jax
 import ml_collections
+import numpy as np
 
 from tasks.data import Batch, addition, batch_stream_key, logic, parity, sort, text
 
@@ -30,7 +31,13 @@ class BatchSource(Protocol):
     """The training batch of ``step`` (a pure function of the seed and step)."""
 
   def held_out(self, max_batches: int) -> Iterator[Batch]:
-    """Up to ``max_batches`` evaluation batches, disjoint from training."""
+    """Up to ``max_batches`` evaluation batches, none of them a training batch.
+
+    Synthetic tasks: batches drawn from the training distribution with keys
+    that no training batch uses. The batches differ but single examples can
+    recur, easy ones often (parity with 16 bits has 32 examples with k = 1).
+    Text: windows of the valid split, whose bytes training never reads.
+    """
 
   def sampler(self) -> Sampler:
     """``train`` as a pure, jittable ``(sampler_data(), seed, step) -> Batch``.
@@ -64,6 +71,8 @@ class Task:
     metric: the headline metric, one of :data:`METRICS`.
     check_options: raises ValueError naming a bad option (before compiling).
     source: ``source(config) -> BatchSource`` for a run's config.
+    figure: the paper's evaluation set of the task's difficulty figure, or
+      None (text): see :class:`FigureSet`.
   """
 
   name: str
@@ -74,6 +83,43 @@ class Task:
   metric: str
   check_options: Callable[[Mapping[str, Any]], None]
   source: Callable[[ml_collections.ConfigDict], BatchSource]
+  figure: FigureSet | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class FigureSet:
+  """The examples of a task's difficulty figure in the paper (Figs. 6, 10, 14, 19).
+
+  Unlike the held-out stream (the training distribution), every difficulty
+  level gets the same number of examples, drawn at that level: parity, k
+  non-zero bits; logic, sequences of 5 vectors with the same gate count in
+  each; addition, sequences of 3 numbers with the same digit count each; sort,
+  that many numbers.
+
+  Attributes:
+    difficulty: what the levels are.
+    levels: ``levels(**task_options)``, the difficulty levels.
+    batch: ``batch(key, difficulty [B], **task_options) -> Batch``: example
+      ``i`` at level ``difficulty[i]``.
+  """
+
+  difficulty: str
+  levels: Callable[..., tuple[int, ...]]
+  batch: Callable[..., Batch]
+
+  def batches(self, options: Mapping[str, Any], per_level: int, batch_size: int,
+              seed: int) -> Iterator[tuple[Batch, int]]:
+    """``per_level`` examples of each level in batches of ``batch_size``.
+
+    Yields:
+      Each batch and how many of its examples count (the last batch is
+      padded with examples of the first level, which do not count).
+    """
+    levels = np.repeat(np.asarray(self.levels(**options), np.int32), per_level)
+    for i, start in enumerate(range(0, len(levels), batch_size)):
+      part = levels[start:start + batch_size]
+      padded = np.pad(part, (0, batch_size - len(part)), constant_values=levels[0])
+      yield self.batch(batch_stream_key(seed, i, "figure"), padded, **options), len(part)
 
 
 @functools.lru_cache(maxsize=None)
@@ -131,13 +177,15 @@ def _synthetic(name: str, module, input_size, num_classes, difficulty: str) -> T
     return GeneratedBatches(module.generate, tuple(sorted(config.task_options.items())),
                             config.batch_size, config.eval_batch_size, config.seed)
 
+  figure = FigureSet(module.FIGURE_DIFFICULTY, module.figure_levels, module.figure_batch)
   return Task(name, input_size, num_classes, module.TARGET_SLOTS, difficulty, SEQUENCE_ERROR,
-              check_options, source)
+              check_options, source, figure)
 
 
 def _text_source(config: ml_collections.ConfigDict) -> text.TextBatches:
   options = config.task_options
-  return text.TextBatches(text.load_bytes(options.path), window=options.window,
+  data = text.load_bytes(options.path, check_sha1=options.get("check_sha1", True))
+  return text.TextBatches(data, window=options.window,
                           batch_size=config.batch_size,
                           eval_batch_size=config.eval_batch_size, seed=config.seed)
 

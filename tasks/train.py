@@ -37,7 +37,8 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import act_jax
-from tasks import evaluation, models, networks
+from tasks import checkpoints, evaluation, models, networks
+from tasks.config_checks import ConfigError, check_finite
 from tasks.configs import common
 from tasks.data import Batch
 from tasks.registry import BITS_PER_CHARACTER, Task, get_task
@@ -45,17 +46,16 @@ from tasks.registry import BITS_PER_CHARACTER, Task, get_task
 # Fields a resumed run may change; every other field must match the checkpoint's.
 RESUMABLE_CHANGES = frozenset(
     {"num_steps", "time_budget_minutes", "log_every", "eval_every", "eval_batches",
-     "checkpoint_every", "plot", "distributed", "steps_per_call"})
+     "checkpoint_every", "plot", "distributed", "steps_per_call", "restore_step",
+     "figure_examples"})
 # Fields added to the configs after runs were saved: a saved config.json without
 # them holds their default values (common.base_config).
-_ADDED_FIELDS = ("num_networks", "taus", "distributed", "steps_per_call")
+_ADDED_FIELDS = ("num_networks", "taus", "distributed", "steps_per_call", "restore_step")
+# Task options added after runs were saved, with the value those runs had.
+_ADDED_TASK_OPTIONS = {"text": {"check_sha1": True}}
 
 
 _SHORT_NAMES = {"sequence_error": "error", BITS_PER_CHARACTER: "bpc"}
-
-
-class ConfigError(ValueError):
-  """The config, or its match with a workdir's checkpoint, is invalid."""
 
 
 def _positive_int(config: ml_collections.ConfigDict, name: str) -> None:
@@ -64,8 +64,15 @@ def _positive_int(config: ml_collections.ConfigDict, name: str) -> None:
     raise ConfigError(f"config.{name} must be a positive integer, got {value!r}")
 
 
+def _non_negative_int(config: ml_collections.ConfigDict, name: str, zero_means: str) -> None:
+  value = config[name]
+  if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    raise ConfigError(f"config.{name} must be an integer >= 0 ({zero_means}), got {value!r}")
+
+
 def validate(config: ml_collections.ConfigDict) -> Task:
   """Checks ``config`` before anything is compiled; returns its task."""
+  check_finite(config)
   try:
     task = get_task(config.task)
   except ValueError as e:
@@ -90,6 +97,11 @@ def validate(config: ml_collections.ConfigDict) -> Task:
   if config.mode == "repeat":
     _positive_int(config, "repeats")
   _check_networks(config)
+  _non_negative_int(config, "restore_step", "0: the latest checkpoint")
+  _non_negative_int(config, "figure_examples", "0: no figure set")
+  if config.figure_examples and task.figure is None:
+    raise ConfigError(f"config.figure_examples must be 0 for task {task.name!r} (it has no "
+                      f"difficulty figure), got {config.figure_examples!r}")
   devices = jax.device_count()
   for name in ("batch_size", "eval_batch_size"):
     if config[name] % devices:
@@ -160,7 +172,9 @@ def _saved_config(path: str) -> dict[str, Any]:
   with open(path) as f:
     saved = json.load(f)
   defaults = json.loads(common.base_config().to_json())
-  return {**{name: defaults[name] for name in _ADDED_FIELDS}, **saved}
+  options = {**_ADDED_TASK_OPTIONS.get(saved.get("task"), {}), **saved.get("task_options", {})}
+  return {**{name: defaults[name] for name in _ADDED_FIELDS}, "figure_examples": 0, **saved,
+          "task_options": options}
 
 
 def _check_same_config(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -200,7 +214,7 @@ def _loss_fn(model: models.TaskModel, batch: Batch, tau: jax.Array, metric: str)
   if metric == BITS_PER_CHARACTER:
     metrics[metric] = jnp.sum(losses) / jnp.sum(batch.target_mask) / jnp.log(2.0)
   else:
-    metrics[metric] = jnp.mean(jnp.any(wrong, axis=(1, 2)))
+    metrics[metric] = evaluation.sequence_error(wrong, batch)
   return loss, metrics
 
 
@@ -299,6 +313,22 @@ def _rows_up_to(path: str, step: int) -> dict[tuple[int, str], str]:
   return {(row["step"], row["split"]): line for row, line in rows if row["step"] <= step}
 
 
+def strict_json(value: Any) -> Any:
+  """``value`` with every NaN or infinite float replaced by None (JSON ``null``).
+
+  ``results.json`` and ``metrics.jsonl`` are strict JSON (``json.dump`` would
+  otherwise write ``NaN`` and ``Infinity``, which JSON parsers reject): a
+  diverged run's loss shows as ``null``.
+  """
+  if isinstance(value, Mapping):
+    return {k: strict_json(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [strict_json(v) for v in value]
+  if isinstance(value, (float, np.floating)):
+    return float(value) if np.isfinite(value) else None
+  return value
+
+
 class _MetricWriter:
   """Appends metrics to ``metrics.jsonl`` and TensorBoard event files (process 0 only).
 
@@ -331,7 +361,8 @@ class _MetricWriter:
     if self._earlier.pop((step, split), None) is not None:
       self._jsonl.close()
       self._rewrite()
-    self._jsonl.write(json.dumps({"step": step, "split": split, **metrics}) + "\n")
+    row = strict_json({"step": step, "split": split, **metrics})
+    self._jsonl.write(json.dumps(row, allow_nan=False) + "\n")
     self._jsonl.flush()
     for k, v in metrics.items():
       self._tb.add_scalar(f"{split}/{k}", v, step)
@@ -367,20 +398,15 @@ def _checkpoint_layout(state: networks.TrainState, num_networks: int) -> dict[st
 
 
 def _restore(manager: ocp.CheckpointManager, state: networks.TrainState, num_networks: int,
-             workdir: str, mesh: Mesh) -> tuple[int, networks.TrainState]:
-  """The latest checkpoint's step and state (step 0 and ``state`` if there is none)."""
-  step = manager.latest_step()
-  if step is None:
-    return 0, state
+             workdir: str, mesh: Mesh, step: int = 0) -> tuple[int, networks.TrainState]:
+  """Checkpoint ``step``'s (0: the latest's) step and state; step 0 and ``state`` if
+  there is no checkpoint. ConfigError (one line) if it cannot be read."""
   replicated = NamedSharding(mesh, PartitionSpec())
   target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
                         _checkpoint_layout(state, num_networks))
-  try:
-    restored = manager.restore(step, args=ocp.args.StandardRestore(target))
-  except Exception as e:  # orbax raises many types for unreadable or mismatched files
-    raise ConfigError(
-        f"the checkpoint at step {step} in {workdir!r} is corrupt or does not match the "
-        f"config: {type(e).__name__}: {e}") from e
+  step, restored = checkpoints.restore(manager, target, workdir, step)
+  if restored is None:
+    return 0, state
   if num_networks == 1:
     restored = jax.tree.map(lambda x: np.asarray(x)[None], restored)
   nnx.replace_by_pure_dict(state.model, restored["model"])
@@ -415,9 +441,10 @@ def load_trained_model(workdir: str, network: int = 0
     raise ConfigError(f"{workdir!r} holds networks 0..{config.num_networks - 1}, not {network}")
   mesh = networks.data_mesh()
   graphdefs, state = networks.initial_networks(config, task, mesh)
-  manager = ocp.CheckpointManager(os.path.join(workdir, "checkpoints"))
+  manager = checkpoints.manager(workdir)
   step, state = _restore(manager, state, config.num_networks, workdir, mesh)
-  manager.close()
+  with checkpoints.quiet():
+    manager.close()
   if not step:
     raise ConfigError(f"{workdir!r} holds no checkpoint yet")
   model = nnx.merge(graphdefs.model, jax.tree.map(lambda x: np.asarray(x)[network], state.model))
@@ -525,12 +552,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   mesh = networks.data_mesh()
   graphdefs, state = networks.initial_networks(config, task, mesh)
-  manager = ocp.CheckpointManager(
-      os.path.join(workdir, "checkpoints"),
-      options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True))
-  step, state = _restore(manager, state, config.num_networks, workdir, mesh)
+  manager = checkpoints.manager(workdir, max_to_keep=2, create=True)
+  step, state = _restore(manager, state, config.num_networks, workdir, mesh,
+                         config.restore_step)
   if step:
     logging.info("resumed from the checkpoint at step %d", step)
+  if config.restore_step:
+    deleted = checkpoints.delete_after(manager, step)
+    if deleted:
+      logging.info("deleted the checkpoints after step %d: steps %s", step, deleted)
   writer = _MetricWriter(workdir, step)
   source = networks.network_batches(config, task, mesh)
   taus = networks.network_taus(config)
@@ -598,18 +628,37 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   result = evaluate_and_write(step, state)
   writer.close()
-  results = {"task": config.task, "step": step, "tau": float(np.mean(taus)),
-             "act": config.mode == "act", "mode": config.mode, "metric": task.metric,
-             "difficulty": task.difficulty, **result.pooled,
-             "networks": [{"seed": config.seed + i, "tau": tau, **network}
-                          for i, (tau, network) in enumerate(zip(taus, result.networks))]}
+  results = _results(config, task, step, taus, result, _figure(config, graphdefs, state, mesh))
   if _is_primary():
     with open(os.path.join(workdir, "results.json"), "w") as f:
-      json.dump(results, f, indent=2)
+      json.dump(strict_json(results), f, indent=2, allow_nan=False)
     if config.plot:
       from tasks import plots  # pylint: disable=g-import-not-at-top
       plots.plot_run(workdir)
   return results
+
+
+def _figure(config: ml_collections.ConfigDict, graphdefs: networks.GraphDefs,
+            state: networks.TrainState, mesh: Mesh) -> evaluation.Evaluation | None:
+  """The networks' evaluation on the paper's difficulty-figure examples, if configured."""
+  if not config.figure_examples:
+    return None
+  return evaluation.evaluate_figure(graphdefs.model, state.model, config, mesh)
+
+
+def _results(config: ml_collections.ConfigDict, task: Task, step: int, taus: Sequence[float],
+             result: evaluation.Evaluation,
+             figure: evaluation.Evaluation | None) -> dict[str, Any]:
+  """``results.json``: the held-out stream's evaluation, pooled and per network, and
+  under ``figure`` that of the difficulty figure's examples."""
+  with_figure = lambda summary, i: (
+      {**summary, "figure": (figure.pooled if i is None else figure.networks[i])}
+      if figure else summary)
+  return {"task": config.task, "step": step, "tau": float(np.mean(taus)),
+          "act": config.mode == "act", "mode": config.mode, "metric": task.metric,
+          "difficulty": task.difficulty, **with_figure(result.pooled, None),
+          "networks": [with_figure({"seed": config.seed + i, "tau": tau, **network}, i)
+                       for i, (tau, network) in enumerate(zip(taus, result.networks))]}
 
 
 def _metric_line(metrics: Mapping[str, Any], metric: str) -> str:
@@ -623,22 +672,35 @@ def _metric_line(metrics: Mapping[str, Any], metric: str) -> str:
 
 
 def summary_table(results: Mapping[str, Any]) -> str:
-  """A readable multi-line summary of ``results.json``; one line per network of an ensemble."""
+  """A readable multi-line summary of ``results.json``; one line per network of an ensemble.
+
+  The table by difficulty is that of the difficulty figure's examples if the
+  run has them (``figure``), else that of the held-out stream.
+  """
   metric = results.get("metric", "sequence_error")
   members = results.get("networks", [])
   ensemble = len(members) > 1
   setting = f"{len(members)} networks, mean" if ensemble else f"tau={results['tau']:g}"
-  lines = [f"{results['task']} ({results['mode']}, {setting}) after {results['step']} steps: "
-           + _metric_line(results, metric)]
+  lines = [f"{results['task']} ({results['mode']}, {setting}) after {results['step']} steps, "
+           "held-out stream: " + _metric_line(results, metric)]
+  if results.get("unscored_sequences"):
+    lines.append(f"  ({results['unscored_sequences']} sequences without a target are not "
+                 "counted)")
   if ensemble:
     lines += [f"  network {i} (seed {n['seed']}, tau={n['tau']:g}): {_metric_line(n, metric)}"
               for i, n in enumerate(members)]
-  lines.append(f"  {results['difficulty']:>24s} {'count':>8s} {_SHORT_NAMES[metric]:>7s} "
+  table, difficulty = results, results["difficulty"]
+  if "figure" in results:
+    table, difficulty = results["figure"], results["figure"]["difficulty"]
+    lines.append(f"the paper's difficulty figure, {table['examples_per_level']} examples per "
+                 f"level: {_metric_line(table, metric)}")
+  width = max(24, len(difficulty))
+  lines.append(f"  {difficulty:>{width}s} {'count':>8s} {_SHORT_NAMES[metric]:>7s} "
                f"{'N':>6s} {'rho':>6s}")
-  rows = results["by_difficulty"].items()
+  rows = table["by_difficulty"].items()
   if metric != BITS_PER_CHARACTER:
     rows = sorted(rows, key=lambda kv: int(kv[0]))
   for d, row in rows:
-    lines.append(f"  {d!s:>24s} {row['count']:>8d} {row[metric]:>7.3f} "
+    lines.append(f"  {d!s:>{width}s} {row['count']:>8d} {row[metric]:>7.3f} "
                  f"{row['mean_steps']:>6.2f} {row['mean_ponder']:>6.2f}")
   return "\n".join(lines)

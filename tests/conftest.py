@@ -3,7 +3,10 @@
 * float32 matrix products at full precision on every backend, so that the
   comparisons with the plain references hold on GPUs too (whose default may
   be TF32, about 1e-3 relative);
-* one real run of ``launch/sweeps/tiny.py`` for the sweep and summary tests.
+* one real run of ``launch/sweeps/tiny.py`` for the sweep and summary tests;
+* the quick subset (``pytest -m quick``) for the inner loop: the ponder loop
+  and sequences against the reference, the data generators, and the tests
+  marked ``quick`` in other modules.
 """
 
 import jax
@@ -12,6 +15,15 @@ import pytest
 import sweep_runs
 
 jax.config.update("jax_default_matmul_precision", "highest")
+
+QUICK_MODULES = ("test_ponder_loop.py", "test_sequence.py", "test_task_data.py",
+                 "test_text_data.py")
+
+
+def pytest_collection_modifyitems(items):
+  for item in items:
+    if item.path.name in QUICK_MODULES:
+      item.add_marker(pytest.mark.quick)
 
 
 @pytest.fixture(scope="session")

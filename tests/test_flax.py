@@ -122,8 +122,23 @@ def test_bad_construction_is_a_clear_error():
   with pytest.raises(ValueError, match="epsilon"):
     act_nnx.AdaptiveComputationTime(nnx.SimpleCell(4, HID, rngs=rngs), epsilon=2.0, rngs=rngs)
   model = act_nnx.AdaptiveComputationTime(nnx.SimpleCell(4, HID, rngs=rngs), rngs=rngs)
-  with pytest.raises(ValueError, match=r"inputs must be \[batch, time, 3\], got \[4, 5, 2\]"):
+  with pytest.raises(ValueError, match=r"inputs have 2 features, but the cell reads 4 = 3 input"):
     model.ponder_sequence(jnp.zeros((4, 5, 2)))
+  with pytest.raises(ValueError, match=r"inputs must be \[batch, time, 3\], got \[4, 3\]"):
+    model.ponder_sequence(jnp.zeros((4, 3)))
   linen_model = act_linen.AdaptiveComputationTime(nn.SimpleCell(features=HID), max_steps=0)
   with pytest.raises(ValueError, match="max_steps.*got 0"):
     linen_model.init(jax.random.PRNGKey(0), X, method=linen_model.ponder_sequence)
+
+
+def test_cell_without_the_flag_input_is_a_clear_error():
+  rngs = nnx.Rngs(0)
+  model = act_nnx.AdaptiveComputationTime(nnx.SimpleCell(8, 16, rngs=rngs), max_steps=5,
+                                          rngs=rngs)
+  x = jnp.ones((2, 3, 8))
+  message = (r"inputs have 8 features, but the cell reads 8 = 7 input features \+ 1 first-step "
+             r"flag; for 8 input features build the cell with in_features=8 \+ 1")
+  with pytest.raises(ValueError, match=message):
+    model.ponder_sequence(x)
+  with pytest.raises(ValueError, match=message):
+    model(model.initialize_carry((2,)), x[:, 0])

@@ -328,3 +328,60 @@ def test_bad_options_raise(generate, options, bad):
   options = {"batch_size": 8, **options}
   with pytest.raises(ValueError, match=f"got {re.escape(bad)}$"):
     generate(batch_stream_key(0, 0, "train"), **options)
+
+
+# ---------------------------------------------------------------- difficulty figures' examples
+
+
+def _figure_batch(module, levels, per_level=3, **options):
+  difficulty = np.repeat(np.asarray(levels, np.int32), per_level)
+  return _numpy(module.figure_batch(batch_stream_key(4, 0, "figure"), difficulty, **options))
+
+
+def test_parity_figure_examples_have_the_chosen_number_of_bits():
+  levels = parity.figure_levels(num_bits=12)
+  assert levels == tuple(range(1, 13))
+  batch = _figure_batch(parity, levels, num_bits=12, layout="random")
+  nonzero = (batch.inputs[:, 0] != 0).sum(axis=1)
+  np.testing.assert_array_equal(nonzero, batch.difficulty)
+  np.testing.assert_array_equal(batch.difficulty, np.repeat(levels, 3))
+  np.testing.assert_array_equal(batch.targets[:, 0, 0], (batch.inputs[:, 0] > 0).sum(axis=1) % 2)
+
+
+def test_logic_figure_examples_are_length_5_with_the_same_gates_in_every_vector():
+  """Fig. 10: sequences of 5 vectors, grouped by gates per vector (not the most in any)."""
+  batch = _figure_batch(logic, logic.figure_levels(), per_level=20)
+  assert batch.inputs.shape[:2] == (200, 5) and batch.input_mask.all()
+  for inputs, targets, difficulty in zip(batch.inputs, batch.targets, batch.difficulty):
+    previous_target = None
+    for t in range(5):
+      b0, b1, gates = _decode_logic_step(inputs[t])
+      assert len(gates) == difficulty
+      bits = [b0, b1] if t == 0 else [previous_target, b1]
+      for gate in gates:
+        bits.append(int(LOGIC_GATES[gate](bool(bits[-1]), bool(bits[-2]))))
+      assert targets[t, 0] == bits[-1]
+      previous_target = bits[-1]
+
+
+def test_addition_figure_examples_are_length_3_with_the_same_digits_in_every_number():
+  """Fig. 14: sequences of 3 numbers, grouped by digits per number; each has targets."""
+  batch = _figure_batch(addition, addition.figure_levels(max_digits=4), per_level=20,
+                        max_digits=4)
+  assert batch.inputs.shape[:2] == (80, 3) and batch.input_mask.all()
+  np.testing.assert_array_equal(batch.target_mask, [[False, True, True]] * 80)
+  for inputs, targets, difficulty in zip(batch.inputs, batch.targets, batch.difficulty):
+    total = 0
+    for t in range(3):
+      digits = _decode_number(inputs[t])
+      assert len(digits) == difficulty
+      total += int(digits)
+      if t > 0:
+        assert targets[t].tolist() == [int(c) for c in str(total)] + [10] * (6 - len(str(total)))
+
+
+def test_sort_figure_examples_have_the_chosen_count():
+  levels = sort.figure_levels(min_length=2, max_length=6)
+  batch = _figure_batch(sort, levels, min_length=2, max_length=6)
+  np.testing.assert_array_equal(batch.input_mask.sum(axis=1), 2 * batch.difficulty)
+  np.testing.assert_array_equal(batch.target_mask.sum(axis=1), batch.difficulty)

@@ -77,6 +77,7 @@ def test_cli_writes_plot_html_and_tables(run, tmp_path):
        f"--workdir={os.path.relpath(workdir, REPO)}", "--show_chars=150", f"--out_dir={out}"],
       cwd=REPO, capture_output=True, text=True)
   assert result.returncode == 0, result.stderr[-2000:]
+  assert "orbax" not in result.stderr and "checkpoint.py" not in result.stderr  # no INFO noise
   assert "by character class" in result.stdout and "| space |" in result.stdout
   saved = json.loads((out / "analysis.json").read_text())
   assert {"space", "letter"} <= set(saved["by character class"])

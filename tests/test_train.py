@@ -35,7 +35,8 @@ def test_each_task_trains_and_writes_results(task, tmp_path):
     assert key in saved
   assert 0.0 <= saved["sequence_error"] <= 1.0
   assert saved["mean_ponder"] > saved["mean_steps"] >= 1.0  # rho = N + R, R > 0
-  assert sum(row["count"] for row in saved["by_difficulty"].values()) == 64
+  counted = sum(row["count"] for row in saved["by_difficulty"].values())
+  assert counted + saved["unscored_sequences"] == 64  # addition: length-1 sequences unscored
   rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   train_rows = [r for r in rows if r["split"] == "train"]
   assert [r["step"] for r in train_rows] == [10, 20]
@@ -173,7 +174,7 @@ def test_other_config_or_corrupt_checkpoint_is_an_error_not_a_fresh_start(tmp_pa
     for name in files:
       with open(os.path.join(root, name), "wb") as f:
         f.write(b"garbage")
-  with pytest.raises(train.ConfigError, match="checkpoint at step 30 .* corrupt"):
+  with pytest.raises(train.ConfigError, match="cannot read the checkpoint .*checkpoints/30 "):
     train.train_and_evaluate(_tiny(num_steps=40), str(tmp_path))
 
 

@@ -35,12 +35,16 @@ def base_config() -> ml_collections.ConfigDict:
   config.eval_batch_size = 1000
   config.eval_batches = 4
   config.eval_every = 5_000
+  # At the end, also evaluate on the examples of the paper's difficulty figure (Figs. 6, 10,
+  # 14, 19): this many per difficulty level (1000 in the paper's Fig. 6; 0: none).
+  config.figure_examples = 1000
   config.log_every = 500
   config.checkpoint_every = 5_000
   # Training steps per compiled call (batches generated and metrics reduced inside it): at
   # most this many; a call also ends at every log / eval / checkpoint step and runs for
   # about half a second at most, so that Ctrl-C and the time budget answer quickly.
   config.steps_per_call = 1_000
+  config.restore_step = 0  # > 0: resume from this checkpoint (later ones are deleted); 0: latest
   config.plot = True  # write plots.png at the end (needs matplotlib)
   return config
 
@@ -57,6 +61,7 @@ def tiny(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   config.log_every = 10
   config.checkpoint_every = 10
   config.plot = False
+  config.figure_examples = 0
   return config
 
 

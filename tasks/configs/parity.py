@@ -1,8 +1,8 @@
 """Parity (Graves 2016, section 3.1): tanh RNN 128, batch 128, M = 100.
 
 Variants: ``default`` (Adam 1e-3, random positions), ``first_k`` (the first-k
-layout of spec section 9 item 6), ``paper`` (Adam 1e-4), ``quick`` (a short
-run for the README: 16 bits), ``tiny`` (tests).
+layout of spec section 9 item 6), ``paper`` (Adam 1e-4), ``quick`` (the README's
+main job: 8 bits, tau = 0.01, 5,000 steps), ``tiny`` (tests).
 """
 
 import ml_collections
@@ -38,11 +38,17 @@ def _paper() -> ml_collections.ConfigDict:
 
 
 def _quick() -> ml_collections.ConfigDict:
+  """The README's main job: 8 bits, about half a minute of training on 2 CPU cores.
+
+  ACT (tau = 0.01) reaches about 0 sequence error in 5,000 steps; the same run
+  with ``--config.mode=none`` stays at about 0.3 (docs/results.md).
+  """
   config = _default()
-  config.task_options.num_bits = 16
-  config.num_steps = 3_000
+  config.task_options.num_bits = 8
+  config.tau = 0.01
+  config.num_steps = 5_000
   config.eval_every = 1_000
-  config.log_every = 250
+  config.log_every = 500
   config.checkpoint_every = 1_000
   return config
 

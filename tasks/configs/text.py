@@ -27,7 +27,8 @@ ENWIK6 = os.path.normpath(os.path.join(_REPO, "..", "shared", "data", "enwik6"))
 def _default() -> ml_collections.ConfigDict:
   config = common.base_config()
   config.task = "text"
-  config.task_options = ml_collections.ConfigDict({"path": ENWIK6, "window": 500})
+  config.task_options = ml_collections.ConfigDict(
+      {"path": ENWIK6, "window": 500, "check_sha1": True})  # check_sha1: enwik8's size and SHA-1
   config.cell = "lstm"
   config.hidden_size = 256
   config.tau = 6e-3
@@ -38,6 +39,7 @@ def _default() -> ml_collections.ConfigDict:
   config.eval_every = 500
   config.log_every = 50
   config.checkpoint_every = 250
+  config.figure_examples = 0  # no difficulty figure: bits per character by character class
   return config
 
 

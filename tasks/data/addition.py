@@ -9,6 +9,10 @@ so far, written as 6 digit classes most significant first without leading
 zeros and padded after its last digit with class 10 ("*"). The first step has
 no target, so a length-1 sequence has none. The difficulty is the largest
 digit count D in the sequence.
+
+`figure_batch` gives the examples of the paper's Fig. 14: sequences of 3
+numbers, every number of example i with the same chosen digit count, which is
+its difficulty (`figure_levels`: 1..max_digits).
 """
 
 import functools
@@ -26,6 +30,8 @@ NUM_CLASSES = 11
 MAX_LENGTH = 5
 # max_length * (10**DIGIT_SLOTS - 1) must fit in TARGET_SLOTS digits.
 LARGEST_MAX_LENGTH = 10
+FIGURE_LENGTH = 3  # Fig. 14: all sequences have length 3
+FIGURE_DIFFICULTY = "digits per number (sequences of 3 numbers)"
 
 
 def generate(
@@ -77,6 +83,24 @@ def _sum_to_classes(total: jax.Array) -> jax.Array:
   return jnp.where(exponent >= 0, digit, BLANK)
 
 
+def figure_levels(*, max_length: int = MAX_LENGTH, max_digits: int = DIGIT_SLOTS,
+                  fixed_length: bool = False) -> tuple[int, ...]:
+  """The difficulties of Fig. 14: digit counts 1..max_digits."""
+  del max_length, fixed_length
+  return tuple(range(1, max_digits + 1))
+
+
+@functools.partial(jax.jit, static_argnames=("max_length", "max_digits", "fixed_length"))
+def figure_batch(key: jax.Array, difficulty: jax.Array, *, max_length: int = MAX_LENGTH,
+                 max_digits: int = DIGIT_SLOTS, fixed_length: bool = False) -> Batch:
+  """Sequences of FIGURE_LENGTH numbers; every number of example i has ``difficulty[i]`` digits."""
+  del max_length, max_digits, fixed_length
+  _, _, digit_key = jax.random.split(key, 3)
+  shape = (difficulty.shape[0], FIGURE_LENGTH)
+  return _with_digit_counts(digit_key, jnp.ones(shape, bool),
+                            jnp.broadcast_to(difficulty[:, None], shape))
+
+
 @functools.partial(jax.jit, static_argnames=("batch_size", "max_length", "max_digits", "fixed_length"))
 def _generate(key: jax.Array, batch_size: int, max_length: int, max_digits: int, fixed_length: bool) -> Batch:
   length_key, count_key, digit_key = jax.random.split(key, 3)
@@ -87,6 +111,13 @@ def _generate(key: jax.Array, batch_size: int, max_length: int, max_digits: int,
     length = jax.random.randint(length_key, (batch_size,), 1, max_length + 1)
   input_mask = lengths_to_mask(length, max_length)
   num_digits = jnp.where(input_mask, jax.random.randint(count_key, shape, 1, max_digits + 1), 0)
+  return _with_digit_counts(digit_key, input_mask, num_digits)
+
+
+def _with_digit_counts(digit_key: jax.Array, input_mask: jax.Array, num_digits: jax.Array) -> Batch:
+  """Sequences with ``num_digits[i, t]`` digits in number t of example i, ``input_mask`` steps."""
+  shape = num_digits.shape
+  max_length = shape[1]
   digits = jax.random.randint(digit_key, shape + (DIGIT_SLOTS,), 0, 10)
   used = jnp.arange(DIGIT_SLOTS) < num_digits[..., None]
 

@@ -11,7 +11,7 @@ import jax
 
 from act_jax.sequence import lengths_to_mask  # noqa: F401  (re-exported for the generators)
 
-SPLITS = ("train", "eval")
+SPLITS = ("train", "eval", "figure")
 
 
 class Batch(NamedTuple):
@@ -38,13 +38,15 @@ class Batch(NamedTuple):
 def batch_stream_key(seed: int, step: int | jax.Array, split: str) -> jax.Array:
   """Returns the PRNG key of one batch of a data stream.
 
-  The key is a pure function of its arguments. Train and eval streams are
-  derived from different sub-keys of the seed, so they never share a batch.
+  The key is a pure function of its arguments. The train, eval and figure
+  streams are derived from different sub-keys of the seed, so they never share
+  a batch (a key). They are draws from the same generators, so one example can
+  occur in several: easy ones (few distinct examples) do.
 
   Args:
     seed: Seed of the run.
     step: Index of the batch within the stream (non-negative, < 2**32).
-    split: "train" or "eval".
+    split: "train", "eval" or "figure" (the difficulty figures' examples).
 
   Returns:
     A raw uint32 PRNG key.

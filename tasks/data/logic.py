@@ -13,6 +13,10 @@ The first vector holds random b_0 and b_1. Later vectors hold 0 in element 0
 and a fresh random b_1; their b_0 is the previous vector's target, which the
 network has to remember. Every existing step carries a target. The difficulty
 is the largest gate count B over the vectors of the sequence.
+
+`figure_batch` gives the examples of the paper's Fig. 10: sequences of 5
+vectors, every vector of example i with the same chosen gate count, which is
+its difficulty (`figure_levels`: 1..max_gates).
 """
 
 import functools
@@ -28,6 +32,8 @@ INPUT_SIZE = 2 + NUM_GATES * NUM_GATES
 NUM_CLASSES = 2
 TARGET_SLOTS = 1
 MAX_LENGTH = 10
+FIGURE_LENGTH = 5  # Fig. 10: all sequences have length 5
+FIGURE_DIFFICULTY = "gates per vector (sequences of 5 vectors)"
 
 # Table 1 of the paper: the output of each gate for (P, Q) = TT, TF, FT, FF.
 TRUTH_TABLE = (
@@ -88,12 +94,37 @@ def _apply_gates(b_prev: jax.Array, b_cur: jax.Array, gates: jax.Array, used: ja
   return b_cur
 
 
+def figure_levels(*, max_length: int = MAX_LENGTH, max_gates: int = NUM_GATES) -> tuple[int, ...]:
+  """The difficulties of Fig. 10: gate counts 1..max_gates."""
+  del max_length
+  return tuple(range(1, max_gates + 1))
+
+
+@functools.partial(jax.jit, static_argnames=("max_length", "max_gates"))
+def figure_batch(key: jax.Array, difficulty: jax.Array, *, max_length: int = MAX_LENGTH,
+                 max_gates: int = NUM_GATES) -> Batch:
+  """Sequences of FIGURE_LENGTH vectors; every vector of example i has ``difficulty[i]`` gates."""
+  del max_length, max_gates
+  _, _, gate_key, b0_key, b1_key = jax.random.split(key, 5)
+  shape = (difficulty.shape[0], FIGURE_LENGTH)
+  gate_count = jnp.broadcast_to(difficulty[:, None], shape)
+  return _with_gate_counts(gate_key, b0_key, b1_key, jnp.ones(shape, bool), gate_count)
+
+
 @functools.partial(jax.jit, static_argnames=("batch_size", "max_length", "max_gates"))
 def _generate(key: jax.Array, batch_size: int, max_length: int, max_gates: int) -> Batch:
   length_key, count_key, gate_key, b0_key, b1_key = jax.random.split(key, 5)
   shape = (batch_size, max_length)
   input_mask = lengths_to_mask(jax.random.randint(length_key, (batch_size,), 1, max_length + 1), max_length)
   gate_count = jax.random.randint(count_key, shape, 1, max_gates + 1)
+  return _with_gate_counts(gate_key, b0_key, b1_key, input_mask, gate_count)
+
+
+def _with_gate_counts(gate_key: jax.Array, b0_key: jax.Array, b1_key: jax.Array,
+                      input_mask: jax.Array, gate_count: jax.Array) -> Batch:
+  """Sequences with ``gate_count[i, t]`` gates in vector t of example i, ``input_mask`` steps."""
+  shape = gate_count.shape
+  batch_size = shape[0]
   gates = jax.random.randint(gate_key, shape + (NUM_GATES,), 1, NUM_GATES + 1)
   used = jnp.arange(NUM_GATES) < gate_count[..., None]
   first_b0 = jax.random.bernoulli(b0_key, shape=(batch_size,)).astype(jnp.int32)

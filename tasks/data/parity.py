@@ -6,6 +6,9 @@ to +1 or -1 with equal probability; the rest are 0. With the "random" layout
 (the project default) the k non-zero positions are a uniformly random subset;
 with the "first_k" layout they are the first k positions. The target is 1 if
 the number of +1 entries is odd, else 0. The difficulty is k.
+
+`figure_batch` gives the examples of the paper's Fig. 6: a chosen k per
+example (`figure_levels`: every k in 1..num_bits).
 """
 
 import functools
@@ -20,6 +23,7 @@ NUM_CLASSES = 2
 TARGET_SLOTS = 1
 MAX_LENGTH = 1
 LAYOUTS = ("random", "first_k")
+FIGURE_DIFFICULTY = "non-zero bits"
 
 
 def generate(
@@ -47,10 +51,31 @@ def generate(
   return _generate(key, batch_size, num_bits, layout)
 
 
+def figure_levels(*, num_bits: int = INPUT_SIZE, layout: str = "random") -> tuple[int, ...]:
+  """The difficulties of Fig. 6: every number of non-zero bits k in 1..num_bits."""
+  del layout
+  return tuple(range(1, num_bits + 1))
+
+
+@functools.partial(jax.jit, static_argnames=("num_bits", "layout"))
+def figure_batch(key: jax.Array, difficulty: jax.Array, *, num_bits: int = INPUT_SIZE,
+                 layout: str = "random") -> Batch:
+  """Parity examples with ``difficulty[i]`` (in 1..num_bits) non-zero bits in example i."""
+  _, sign_key, position_key = jax.random.split(key, 3)
+  return _with_counts(sign_key, position_key, difficulty, num_bits, layout)
+
+
 @functools.partial(jax.jit, static_argnames=("batch_size", "num_bits", "layout"))
 def _generate(key: jax.Array, batch_size: int, num_bits: int, layout: str) -> Batch:
   count_key, sign_key, position_key = jax.random.split(key, 3)
   count = jax.random.randint(count_key, (batch_size,), 1, num_bits + 1)
+  return _with_counts(sign_key, position_key, count, num_bits, layout)
+
+
+def _with_counts(sign_key: jax.Array, position_key: jax.Array, count: jax.Array, num_bits: int,
+                 layout: str) -> Batch:
+  """Examples with ``count[i]`` non-zero bits."""
+  batch_size = count.shape[0]
   signs = jnp.where(jax.random.bernoulli(sign_key, shape=(batch_size, num_bits)), 1.0, -1.0)
   rank = jnp.broadcast_to(jnp.arange(num_bits), (batch_size, num_bits))
   if layout == "random":

@@ -6,6 +6,9 @@ end_flag 1 on the last number. Then come `count` zero-input steps whose
 targets are the 0-based indices of the numbers in ascending order of value.
 Only these output steps carry targets. A sequence therefore has 2 * count
 steps and is padded to 2 * max_length. The difficulty is the count.
+
+`figure_batch` gives the examples of the paper's Fig. 19: a chosen count per
+example (`figure_levels`: min_length..max_length).
 """
 
 import functools
@@ -19,6 +22,7 @@ INPUT_SIZE = 2
 MAX_LENGTH = 15  # most numbers to sort; a sequence has up to 2 * MAX_LENGTH steps
 NUM_CLASSES = MAX_LENGTH
 TARGET_SLOTS = 1
+FIGURE_DIFFICULTY = "numbers to sort"
 
 
 def generate(key: jax.Array, batch_size: int, *, min_length: int = 2, max_length: int = MAX_LENGTH) -> Batch:
@@ -43,10 +47,30 @@ def generate(key: jax.Array, batch_size: int, *, min_length: int = 2, max_length
   return _generate(key, batch_size, min_length, max_length)
 
 
+def figure_levels(*, min_length: int = 2, max_length: int = MAX_LENGTH) -> tuple[int, ...]:
+  """The difficulties of Fig. 19: every count in min_length..max_length."""
+  return tuple(range(min_length, max_length + 1))
+
+
+@functools.partial(jax.jit, static_argnames=("min_length", "max_length"))
+def figure_batch(key: jax.Array, difficulty: jax.Array, *, min_length: int = 2,
+                 max_length: int = MAX_LENGTH) -> Batch:
+  """Sort sequences of ``difficulty[i]`` numbers in example i, padded as the training batches."""
+  del min_length
+  _, value_key = jax.random.split(key)
+  return _with_counts(value_key, difficulty, max_length)
+
+
 @functools.partial(jax.jit, static_argnames=("batch_size", "min_length", "max_length"))
 def _generate(key: jax.Array, batch_size: int, min_length: int, max_length: int) -> Batch:
   count_key, value_key = jax.random.split(key)
   count = jax.random.randint(count_key, (batch_size,), min_length, max_length + 1)
+  return _with_counts(value_key, count, max_length)
+
+
+def _with_counts(value_key: jax.Array, count: jax.Array, max_length: int) -> Batch:
+  """Sequences of ``count[i]`` numbers, padded to ``2 * max_length`` steps."""
+  batch_size = count.shape[0]
   is_number = lengths_to_mask(count, max_length)
   values = jnp.where(is_number, jax.random.normal(value_key, (batch_size, max_length)), 0.0)
   end_flag = jnp.arange(max_length) == count[:, None] - 1

@@ -63,13 +63,15 @@ def _check_enwik8(path: str) -> None:
   if size != ENWIK8_SIZE:
     raise ValueError(
       f"{path!r} is named {ENWIK8_NAME} but has {size} bytes, expected {ENWIK8_SIZE} "
-      "(pass check_sha1=False to skip the size and SHA-1 check)"
+      "(check_sha1=False, on the command line --config.task_options.check_sha1=False, skips "
+      "the size and SHA-1 check)"
     )
   actual = _sha1(path)
   if actual != ENWIK8_SHA1:
     raise ValueError(
       f"{path!r} has SHA-1 {actual}, expected {ENWIK8_SHA1} for {ENWIK8_NAME} "
-      "(pass check_sha1=False to skip the size and SHA-1 check)"
+      "(check_sha1=False, on the command line --config.task_options.check_sha1=False, skips "
+      "the size and SHA-1 check)"
     )
 
 
@@ -130,11 +132,14 @@ def load_bytes(path: str, check_sha1: bool = True) -> np.ndarray:
 
   Raises:
     FileNotFoundError: If `path` does not exist.
+    IsADirectoryError: If `path` is a directory.
     ValueError: If the file is empty, the zip has no `enwik8` member, or the
       enwik8 size or SHA-1 check fails. The message names the path.
     PermissionError: If a zip must be extracted into a non-writable directory.
   """
   path = os.fspath(path)
+  if os.path.isdir(path):
+    raise IsADirectoryError(f"byte file {path!r} is a directory; give the path of a file in it")
   if not os.path.isfile(path):
     raise FileNotFoundError(f"byte file {path!r} does not exist")
   if path.endswith(".zip"):
@@ -292,18 +297,22 @@ def character_class(byte_values: np.ndarray) -> np.ndarray:
 
 
 def check_options(options: Mapping[str, Any]) -> None:
-  """Checks the ``text`` task options: ``path`` (a byte file) and ``window``.
+  """Checks the ``text`` task options: ``path`` (a byte file), ``window`` and ``check_sha1``.
 
   Raises:
     FileNotFoundError: If the file does not exist.
     ValueError: For an unknown option, a bad window, a file that fails its
       checks (see `load_bytes`), or splits too short for one window.
   """
-  unknown = sorted(set(options) - {"path", "window"})
+  known = ["check_sha1", "path", "window"]
+  unknown = sorted(set(options) - set(known))
   if unknown:
-    raise ValueError(f"unknown text options {unknown}; known: ['path', 'window']")
+    raise ValueError(f"unknown text options {unknown}; known: {known}")
   check_int("window", options["window"], 1)
-  data = load_bytes(options["path"])
+  check_sha1 = options.get("check_sha1", True)
+  if not isinstance(check_sha1, bool):
+    raise ValueError(f"check_sha1 must be True or False, got {check_sha1!r}")
+  data = load_bytes(options["path"], check_sha1=check_sha1)
   for split in ("train", "valid"):
     size = len(split_bytes(data, split))
     if size < options["window"] + 1:

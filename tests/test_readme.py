@@ -1,0 +1,110 @@
+"""The README's code blocks, as written.
+
+What runs and what is only checked:
+
+* every ```python block runs as written (they use small sizes), in one
+  namespace per block, from the repository root, and ends with a finite
+  ``loss`` and its ``grads``;
+* every command of a ```bash block: a ``pip install -e '.[extra]'`` names
+  extras that setup.cfg defines; a ``launch.train`` command is parsed with its
+  flags and config overrides (``--show_config``, which loads the config and
+  applies the overrides, then exits before training); the main job also runs,
+  with ``--config.num_steps=10`` and small evaluation sizes; the flags of any
+  other ``launch`` module must be flags it defines (``--helpfull``); ``venv``
+  and ``pytest`` commands are not run (``pytest`` is this suite).
+"""
+
+import configparser
+import os
+import re
+import shlex
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+README = os.path.join(REPO, "README.md")
+MAIN_JOB_SMALL = ["--config.num_steps=10", "--config.eval_every=10", "--config.log_every=10",
+                  "--config.eval_batch_size=16", "--config.eval_batches=1",
+                  "--config.figure_examples=2", "--config.plot=False"]
+
+
+def _blocks(language):
+  with open(README) as f:
+    text = f.read()
+  return re.findall(rf"^```{language}\n(.*?)^```", text, flags=re.S | re.M)
+
+
+def _commands():
+  """Every command of the bash blocks: continuation lines joined, comments dropped,
+  ``&&`` chains split."""
+  commands = []
+  for block in _blocks("bash"):
+    for line in block.replace("\\\n", " ").splitlines():
+      line = line.split(" #")[0].strip()
+      if line and not line.startswith("#"):
+        commands += [shlex.split(part) for part in line.split("&&")]
+  return commands
+
+
+def _module(command):
+  """The ``launch.X`` module a ``python -m launch.X ...`` command runs, or None."""
+  if len(command) > 2 and command[0].endswith("python") and command[1] == "-m":
+    return command[2] if command[2].startswith("launch.") else None
+  return None
+
+
+def _run(args):
+  return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True,
+                        timeout=600)
+
+
+@pytest.mark.parametrize("index", range(len(_blocks("python"))))
+def test_python_block_runs_as_written(index, monkeypatch):
+  monkeypatch.chdir(REPO)
+  monkeypatch.syspath_prepend(REPO)
+  namespace = {}
+  exec(compile(_blocks("python")[index], f"README.md python block {index}", "exec"), namespace)
+  assert np.isfinite(namespace["loss"])  # each block ends by computing a loss and gradients
+  assert namespace["grads"]
+
+
+def test_pip_extras_exist():
+  config = configparser.ConfigParser()
+  config.read(os.path.join(REPO, "setup.cfg"))
+  extras = set(config["options.extras_require"])
+  named = [re.search(r"\.\[([\w,]+)\]", arg)[1] for command in _commands()
+           if command[:1] and command[0].endswith("pip") for arg in command if ".[" in arg]
+  assert named and {"plots", "test"} <= set(named)
+  for extra in named:
+    assert set(extra.split(",")) <= extras
+
+
+@pytest.mark.parametrize("command", [c for c in _commands() if _module(c) == "launch.train"],
+                         ids=lambda c: " ".join(c[3:5]))
+def test_train_command_parses(command):
+  result = _run([*command[1:], "--show_config"])
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert "task " in result.stdout
+
+
+@pytest.mark.parametrize("command", [c for c in _commands()
+                                     if _module(c) not in (None, "launch.train")],
+                         ids=lambda c: c[2])
+def test_other_launch_command_uses_defined_flags(command):
+  result = _run(["-m", command[2], "--helpfull"])
+  defined = set(re.findall(r"^\s+--(?:\[no\])?(\w+)", result.stdout, flags=re.M))
+  for arg in command[3:]:
+    assert arg.startswith("--") and arg[2:].split("=")[0] in defined, arg
+
+
+def test_main_job_runs_at_small_size(tmp_path):
+  main_job = next(c for c in _commands() if _module(c) == "launch.train")
+  assert "--config=tasks/configs/parity.py:quick" in main_job
+  args = [a for a in main_job[1:] if not a.startswith("--workdir")]
+  result = _run([*args, f"--workdir={tmp_path}", *MAIN_JOB_SMALL])
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert "parity (act, tau=0.01) after 10 steps" in result.stdout
+  assert (tmp_path / "results.json").exists()
