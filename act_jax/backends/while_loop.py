@@ -42,12 +42,40 @@ def ponder(step_fn: StepFn, max_steps: int, threshold: float, params: PyTree, st
   Returns:
     The :class:`act_jax.PonderResult`.
   """
-  step_index = jnp.zeros((), jnp.int32)
-  closed_fn, consts = jax.closure_convert(step_fn, params, state, inputs, step_index)
-  return _ponder_while(_HoistedStepFn(closed_fn), max_steps, threshold,
-                       min(chunk_steps, max_steps), (params, tuple(consts)), state, inputs,
-                       mask)
+  step_out = jax.eval_shape(step_fn, params, state, inputs, jnp.int32(0))
+  carry = halting.initial_halting(step_out, state, mask, max_steps)
+  carry, _ = run_segment(step_fn, max_steps, threshold, chunk_steps, 0, params, inputs, carry,
+                         jnp.int32(0))
+  return halting.finish(carry, state)
 
+
+def run_segment(step_fn: StepFn, max_steps: int, threshold: float, chunk_steps: int,
+                stop_count: int, params: PyTree, inputs: PyTree, carry: halting.Halting,
+                start_index: jax.Array) -> tuple[halting.Halting, jax.Array]:
+  """Runs ponder steps from ``start_index`` until at most ``stop_count`` examples run.
+
+  Differentiable (reverse mode) with respect to ``params``, ``inputs`` and the
+  inexact fields of ``carry``; the backward pass runs only the steps taken.
+
+  Args:
+    step_fn: the step function; it may close over traced values (they are
+      hoisted with ``jax.closure_convert`` at the shapes given here).
+    max_steps: the cap ``M`` (Eq. 13).
+    threshold: ``1 - epsilon`` (Eq. 7).
+    chunk_steps: steps recorded per chunk for the backward pass.
+    stop_count: the loop stops once no more than this many examples run.
+    params: the step function's parameters.
+    inputs: ``x_t``.
+    carry: the halting state after ``start_index`` steps.
+    start_index: the 0-based index of the next ponder step, int32.
+
+  Returns:
+    The halting state where the loop stopped, and the index of the next step.
+  """
+  closed_fn, consts = jax.closure_convert(step_fn, params, carry.state, inputs, start_index)
+  return _segment(_HoistedStepFn(closed_fn), max_steps, threshold,
+                  min(chunk_steps, max_steps), stop_count, (params, tuple(consts)), inputs,
+                  carry, start_index)
 
 class _HoistedStepFn:
   """A closure-converted step function taking ``(params, consts)`` as params."""
@@ -145,9 +173,14 @@ def _record(buffers, lin: _LinearizedStep, slot: jax.Array):
                       (lin.stored, lin.out.state, lin.out.output))
 
 
-def _run_while(step_fn, max_steps, threshold, chunk, params, state, inputs, mask,
-               record: bool):
-  """The forward while loop.
+def _still_running(carry: halting.Halting, stop_count: int) -> jax.Array:
+  """Whether more than ``stop_count`` examples are still running."""
+  return jnp.sum(carry.running, dtype=jnp.int32) > stop_count
+
+
+def _run_segment(step_fn, max_steps, threshold, chunk, stop_count, params, inputs, carry,
+                 start_index, record: bool):
+  """The forward while loop of :func:`run_segment`.
 
   With ``record`` it runs in two phases: the first ``chunk`` steps are
   linearized and their pullback residuals, states and outputs (for
@@ -158,27 +191,24 @@ def _run_while(step_fn, max_steps, threshold, chunk, params, state, inputs, mask
   ``max_steps`` times the state.
 
   Returns:
-    The result, the number of loop iterations and the record (or None).
+    The halting state, the index of the next step and the record (or None).
   """
-  step_out = jax.eval_shape(step_fn, params, state, inputs, jnp.int32(0))
-  carry = halting.initial_halting(step_out, state, mask, max_steps)
-  not_done = lambda step_index, carry, limit: (step_index < limit) & jnp.any(carry.running)
+  num_chunks = -(-max_steps // chunk)
 
   def plain_body(loop):
     step_index, carry, checkpoints = loop
-    if checkpoints is not None:
-      slot = step_index // chunk
-      checkpoints = jax.tree.map(
-          lambda buf, s: buf.at[slot].set(jnp.where(step_index % chunk == 0, s, buf[slot])),
-          checkpoints, carry.state)
+    if checkpoints is not None:  # slot num_chunks takes the writes between checkpoints
+      i = step_index - start_index
+      slot = jnp.where(i % chunk == 0, i // chunk, num_chunks)
+      checkpoints = jax.tree.map(lambda buf, s: buf.at[slot].set(s), checkpoints, carry.state)
     out = step_fn(params, carry.state, inputs, step_index)
-    return step_index + 1, halting.advance(carry, out, step_index, max_steps, threshold), checkpoints
+    return (step_index + 1, halting.advance(carry, out, step_index, max_steps, threshold),
+            checkpoints)
 
+  not_done = lambda loop: _still_running(loop[1], stop_count)
   if not record:
-    steps_taken, carry, _ = jax.lax.while_loop(
-        lambda loop: not_done(loop[0], loop[1], max_steps), plain_body,
-        (jnp.int32(0), carry, None))
-    return halting.finish(carry, state), steps_taken, None
+    end_index, carry, _ = jax.lax.while_loop(not_done, plain_body, (start_index, carry, None))
+    return carry, end_index, None
 
   structure = {}
 
@@ -187,104 +217,117 @@ def _run_while(step_fn, max_steps, threshold, chunk, params, state, inputs, mask
     lin = _linearize_step(step_fn, params, carry.state, inputs, step_index)
     structure.update(treedef=lin.treedef, invariant_at=tuple(lin.invariant_at))
     return (step_index + 1, halting.advance(carry, lin.out, step_index, max_steps, threshold),
-            _record(buffers, lin, step_index))
+            _record(buffers, lin, step_index - start_index))
 
-  buffers = _record_buffers(step_fn, params, state, inputs, step_out, chunk)
-  steps_taken, carry, buffers = jax.lax.while_loop(
-      lambda loop: not_done(loop[0], loop[1], chunk), recording_body,
-      (jnp.int32(0), carry, buffers))
-  num_chunks = -(-max_steps // chunk)
-  checkpoints = jax.tree.map(lambda x: jax.lax.empty((num_chunks,) + x.shape, x.dtype), state)
+  step_out = jax.eval_shape(step_fn, params, carry.state, inputs, start_index)
+  buffers = _record_buffers(step_fn, params, carry.state, inputs, step_out, chunk)
+  end_index, carry, buffers = jax.lax.while_loop(
+      lambda loop: (loop[0] < start_index + chunk) & not_done(loop), recording_body,
+      (start_index, carry, buffers))
+  checkpoints = jax.tree.map(lambda x: jax.lax.empty((num_chunks + 1,) + x.shape, x.dtype),
+                             carry.state)
   if num_chunks > 1:
-    steps_taken, carry, checkpoints = jax.lax.while_loop(
-        lambda loop: not_done(loop[0], loop[1], max_steps), plain_body,
-        (steps_taken, carry, checkpoints))
+    end_index, carry, checkpoints = jax.lax.while_loop(
+        not_done, plain_body, (end_index, carry, checkpoints))
   static = _Static((structure["treedef"], structure["invariant_at"],
                     step_out.halting_logit.dtype))
-  return halting.finish(carry, state), steps_taken, (buffers, checkpoints, static)
+  return carry, end_index, (buffers, checkpoints, static)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3))
-def _ponder_while(step_fn, max_steps, threshold, chunk, params, state, inputs, mask):
-  result, _, _ = _run_while(step_fn, max_steps, threshold, chunk, params, state, inputs,
-                            mask, record=False)
-  return result
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3, 4))
+def _segment(step_fn, max_steps, threshold, chunk, stop_count, params, inputs, carry,
+             start_index):
+  carry, end_index, _ = _run_segment(step_fn, max_steps, threshold, chunk, stop_count, params,
+                                     inputs, carry, start_index, record=False)
+  return carry, end_index
 
 
-def _ponder_while_fwd(step_fn, max_steps, threshold, chunk, params, state, inputs, mask):
-  result, steps_taken, record_state = _run_while(
-      step_fn, max_steps, threshold, chunk, params, state, inputs, mask, record=True)
-  residuals = (params, state, inputs, mask, record_state, steps_taken, result.stats.steps,
-               result.stats.halting_probs)
-  return result, residuals
+def _segment_fwd(step_fn, max_steps, threshold, chunk, stop_count, params, inputs, carry_in,
+                 start_index):
+  carry, end_index, record_state = _run_segment(
+      step_fn, max_steps, threshold, chunk, stop_count, params, inputs, carry_in, start_index,
+      record=True)
+  residuals = (params, inputs, carry_in.state, carry_in.running, record_state, start_index,
+               end_index, carry.steps, carry.halting_probs)
+  return (carry, end_index), residuals
 
 
-def _ponder_while_bwd(step_fn, max_steps, threshold, chunk, residuals, ct: PonderResult):
+def _segment_bwd(step_fn, max_steps, threshold, chunk, stop_count, residuals, cts):
   """Backpropagates through the steps taken, last to first (Eqs. 14-20).
 
-  For an example that took ``N`` steps, with ``g_p^n = dL/dp^n`` (Eq. 17):
-  ``dL/dh^n = g_p^n - g_p^N - dL/dR`` for ``n < N`` (Eq. 19) and 0 for
-  ``n = N`` (Eq. 20); the state ``s^n`` receives ``p^n dL/ds_t`` plus what
-  flows back from step ``n + 1``. Each step's pullback is rebuilt from
-  recorded residuals: the forward pass's for the first chunk of steps, and for
-  each later chunk (last first) residuals recomputed from its checkpoint.
+  With ``g_p^n = dL/dp^n`` (Eq. 17): for an example that halts in the segment
+  at step ``N``, ``dL/dh^n = g_p^n - g_p^N - dL/dR`` for ``n < N`` (Eq. 19) and
+  0 for ``n = N`` (Eq. 20); for one still running when the segment stops,
+  ``dL/dh^n = g_p^n + dL/dc`` with ``c`` the cumulative sum it hands on. Both
+  are ``g_p^n - last_grad_p``, and ``dL/dc_in = -last_grad_p``. The state
+  ``s^n`` receives ``p^n dL/d(state_sum)`` plus what flows back from step
+  ``n + 1``. Each step's pullback is rebuilt from recorded residuals: the
+  forward pass's for the first chunk of steps, and for each later chunk (last
+  first) residuals recomputed from its checkpoint.
   """
-  del max_steps, threshold
-  params, state, inputs, mask, record_state, steps_taken, steps, probs = residuals
+  del max_steps, threshold, stop_count
+  (params, inputs, state_in, running_in, record_state, start_index, end_index, steps,
+   probs) = residuals
+  ct, _ = cts
   first_chunk, checkpoints, static = record_state
   treedef, invariant_at, logit_dtype = static.value
+  dtype = ct.cumulative.dtype
   invariants = jax.tree.leaves((params, inputs))
   batch_ndim = steps.ndim
+  halts_here = running_in & (steps > 0)
+  # Each example runs steps [start_index, until): to its N, or to the segment's end.
+  until = jnp.where(running_in, jnp.where(steps > 0, steps, end_index), 0)
 
   def recompute_chunk(chunk_index):
     """Re-runs the steps of chunk ``chunk_index`` from its checkpoint, recording."""
-    start = chunk_index * chunk
+    start = start_index + chunk_index * chunk
 
     def body(loop):
-      i, state_in, buffers = loop
-      lin = _linearize_step(step_fn, params, state_in, inputs, start + i)
-      running = halting.expand_tree(start + i < steps, state_in)
-      state_out = jax.tree.map(jnp.where, running, lin.out.state, state_in)
-      return i + 1, state_out, _record(buffers, lin, i)
+      i, state, buffers = loop
+      lin = _linearize_step(step_fn, params, state, inputs, start + i)
+      running = halting.expand_tree(start + i < until, state)
+      state = jax.tree.map(jnp.where, running, lin.out.state, state)
+      return i + 1, state, _record(buffers, lin, i)
 
-    length = jnp.minimum(chunk, steps_taken - start)
-    state_in = jax.tree.map(lambda buf: buf[chunk_index], checkpoints)
+    length = jnp.minimum(chunk, end_index - start)
+    state = jax.tree.map(lambda buf: buf[chunk_index], checkpoints)
     _, _, buffers = jax.lax.while_loop(
         lambda loop: loop[0] < length, body,
-        (jnp.int32(0), state_in,
+        (jnp.int32(0), state,
          jax.tree.map(lambda b: jax.lax.empty(b.shape, b.dtype), first_chunk)))
     return buffers
 
   def backward_step(step_index, buffers, carry):
     """Backpropagates through step ``step_index``, recorded at its chunk slot."""
     ct_state, ct_params, ct_inputs, last_grad_p = carry
-    stored, states, outputs = jax.tree.map(lambda buf: buf[step_index % chunk], buffers)
+    stored, states, outputs = jax.tree.map(
+        lambda buf: buf[(step_index - start_index) % chunk], buffers)
     per_step = iter(stored)
     pullback = treedef.unflatten([next(per_step) if i is None else invariants[i]
                                   for i in invariant_at])
-    running = step_index < steps
-    is_last = step_index == steps - 1
+    running = step_index < until
+    is_last = running & (step_index == steps - 1)
     p = probs[..., step_index]
-    grad_p = (halting.per_example_dot(ct.state, states, batch_ndim)  # Eq. 17
-              + halting.per_example_dot(ct.output, outputs, batch_ndim)
-              + ct.stats.halting_probs[..., step_index])
-    last_grad_p = jnp.where(is_last, grad_p + ct.stats.remainder, last_grad_p)
+    grad_p = (halting.per_example_dot(ct.state_sum, states, batch_ndim, dtype)  # Eq. 17
+              + halting.per_example_dot(ct.output_sum, outputs, batch_ndim, dtype)
+              + ct.halting_probs[..., step_index])
+    last_grad_p = jnp.where(is_last, grad_p + ct.remainder, last_grad_p)
     grad_h = jnp.where(running & ~is_last, grad_p - last_grad_p, 0.0)  # Eqs. 19-20
     grad_logit = grad_h * p * (1.0 - p)  # p^n = h^n wherever grad_h != 0
 
     def to_step(g, later, like):  # dL/ds^n, dL/dy^n; zero where not running
-      total = halting.expand(p, like) * g.astype(jnp.float32) + later
+      total = halting.expand(p, like) * g.astype(dtype) + later
       return jnp.where(halting.expand(running, like), total, 0.0).astype(like.dtype)
 
     ct_out = PonderStep(
-        state=jax.tree.map(to_step, ct.state, ct_state, states),
-        output=jax.tree.map(lambda g, y: to_step(g, 0.0, y), ct.output, outputs),
+        state=jax.tree.map(to_step, ct.state_sum, ct_state, states),
+        output=jax.tree.map(lambda g, y: to_step(g, 0.0, y), ct.output_sum, outputs),
         halting_logit=grad_logit.astype(logit_dtype))
     d_params, d_state, d_inputs = pullback(ct_out)
     # A halted example's state is carried through the step unchanged.
-    frozen = lambda d, later: d.astype(jnp.float32) + jnp.where(
+    frozen = lambda d, later: d.astype(dtype) + jnp.where(
         halting.expand(running, later), 0.0, later)
-    add = lambda acc, d: acc + d.astype(jnp.float32)
+    add = lambda acc, d: acc + d.astype(dtype)
     return (jax.tree.map(frozen, d_state, ct_state),
             jax.tree.map(add, ct_params, d_params), jax.tree.map(add, ct_inputs, d_inputs),
             last_grad_p)
@@ -301,30 +344,37 @@ def _ponder_while_bwd(step_fn, max_steps, threshold, chunk, residuals, ct: Ponde
   def later_chunk_body(loop):  # chunks 1, 2, ...: residuals recomputed, last chunk first
     chunk_index, carry = loop
     chunk_index = chunk_index - 1
-    start = chunk_index * chunk
+    start = start_index + chunk_index * chunk
     carry = backward_chunk(recompute_chunk(chunk_index), start,
-                           jnp.minimum(start + chunk, steps_taken), carry)
+                           jnp.minimum(start + chunk, end_index), carry)
     return chunk_index, carry
 
-  f32_zeros = lambda x: jnp.zeros(jnp.shape(x), jnp.float32)
+  zeros = lambda x: jnp.zeros(jnp.shape(x), dtype)
   params_diff, _ = _split_differentiable(params)
   inputs_diff, _ = _split_differentiable(inputs)
-  carry = (jax.tree.map(f32_zeros, ct.state), jax.tree.map(f32_zeros, params_diff),
-           jax.tree.map(f32_zeros, inputs_diff), jnp.zeros(steps.shape, jnp.float32))
-  if jax.tree.leaves(checkpoints)[0].shape[0] > 1:  # some steps are past the first chunk
-    num_chunks = (steps_taken + chunk - 1) // chunk
+  # The frozen state handed on receives ct.state at the step that produced it.
+  carry = (jax.tree.map(lambda g: g.astype(dtype), ct.state),
+           jax.tree.map(zeros, params_diff), jax.tree.map(zeros, inputs_diff),
+           -ct.cumulative)
+  if jax.tree.leaves(checkpoints)[0].shape[0] > 2:  # some steps may be past the first chunk
+    num_chunks = (end_index - start_index + chunk - 1) // chunk
     _, carry = jax.lax.while_loop(lambda loop: loop[0] > 1, later_chunk_body,
                                   (num_chunks, carry))
-  ct_state0, ct_params, ct_inputs, _ = backward_chunk(
-      first_chunk, 0, jnp.minimum(chunk, steps_taken), carry)
-  passed_through = steps == 0  # masked out: the result's state is the input state
-  ct_state0 = jax.tree.map(
-      lambda through, back, like: (back + jnp.where(halting.expand(passed_through, like),
-                                                    through.astype(jnp.float32), 0.0)
-                                   ).astype(jnp.result_type(like)),
-      ct.state, ct_state0, state)
-  return (_cotangent_of(params, ct_params), ct_state0, _cotangent_of(inputs, ct_inputs),
-          np.zeros(mask.shape, jax.dtypes.float0))
+  ct_state_in, ct_params, ct_inputs, last_grad_p = backward_chunk(
+      first_chunk, start_index, jnp.minimum(start_index + chunk, end_index), carry)
+  columns = jnp.arange(probs.shape[-1])
+  written = (columns >= start_index) & (columns < end_index)
+  ct_carry_in = halting.Halting(
+      state=jax.tree.map(lambda g, like: g.astype(like.dtype), ct_state_in, state_in),
+      state_sum=ct.state_sum,
+      output_sum=ct.output_sum,
+      cumulative=-last_grad_p,
+      running=np.zeros(running_in.shape, jax.dtypes.float0),
+      steps=np.zeros(steps.shape, jax.dtypes.float0),
+      remainder=jnp.where(halts_here, 0.0, ct.remainder),
+      halting_probs=jnp.where(written, 0.0, ct.halting_probs))
+  return (_cotangent_of(params, ct_params), _cotangent_of(inputs, ct_inputs), ct_carry_in,
+          np.zeros((), jax.dtypes.float0))
 
 
-_ponder_while.defvjp(_ponder_while_fwd, _ponder_while_bwd)
+_segment.defvjp(_segment_fwd, _segment_bwd)
