@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from act_jax.backends import scan, while_loop
+from act_jax.backends import compact, scan, while_loop
 from act_jax.ponder_types import PonderResult, PonderStats, PonderStep, PyTree, StepFn
 
 __all__ = ["BACKENDS", "DEFAULT_CHUNK_STEPS", "Backend", "PonderResult", "PonderStats",
@@ -61,13 +61,15 @@ def with_first_step_flag(inputs: jax.Array, step_index: jax.typing.ArrayLike) ->
   return jnp.concatenate([inputs, flag], axis=-1)
 
 
-def check_ponder_config(max_steps: Any, epsilon: Any, backend: Any = "while") -> None:
+def check_ponder_config(max_steps: Any, epsilon: Any, backend: Any = "while",
+                        independent_examples: Any = False) -> None:
   """Raises ``ValueError`` naming the value if the ACT settings are invalid.
 
   Args:
     max_steps: the cap ``M`` (Eq. 13): a Python or NumPy integer >= 1.
     epsilon: the halting threshold slack: a real number in (0, 1).
     backend: one of :data:`BACKENDS`.
+    independent_examples: a bool.
   """
   if isinstance(max_steps, bool) or not isinstance(max_steps, numbers.Integral):
     raise ValueError(f"max_steps must be an integer >= 1, got {max_steps!r}")
@@ -79,6 +81,8 @@ def check_ponder_config(max_steps: Any, epsilon: Any, backend: Any = "while") ->
     raise ValueError(f"epsilon must be in (0, 1), got {epsilon!r}")
   if backend not in BACKENDS:
     raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+  if not isinstance(independent_examples, bool):
+    raise ValueError(f"independent_examples must be a bool, got {independent_examples!r}")
 
 
 def ponder(
@@ -92,6 +96,7 @@ def ponder(
     mask: jax.typing.ArrayLike | None = None,
     backend: Backend = "while",
     chunk_steps: int = DEFAULT_CHUNK_STEPS,
+    independent_examples: bool = False,
 ) -> PonderResult:
   """Runs ACT for one input step over a batch (Graves 2016, Eqs. 3-13).
 
@@ -124,6 +129,16 @@ def ponder(
       recomputes the residuals of later steps one chunk at a time. Memory is
       ``O(chunk_steps * residuals + max_steps / chunk_steps * state)``; steps
       beyond the first chunk cost one extra forward evaluation.
+    independent_examples: declares that ``step_fn`` treats the examples of
+      the batch independently (example ``i``'s new state, output and logit
+      depend only on example ``i``'s state and inputs, as in every recurrent
+      cell), that the batch shape is one axis and that every ``inputs`` leaf
+      has it as its leading axis. The ``"while"`` backend then compacts the
+      batch as examples halt (:mod:`act_jax.backends.compact`), so it pays
+      for about ``sum_i N_i`` step evaluations instead of ``B * max_i N_i``,
+      forward and backward. A step function that mixes examples (attention,
+      batch statistics) gives wrong results with it. The ``"scan"`` backend
+      computes the same values either way.
 
   Returns:
     A :class:`PonderResult`.
@@ -132,7 +147,7 @@ def ponder(
     ValueError: if a setting is invalid or the step function's shapes or
       dtypes do not match the state (raised at trace time, naming the leaf).
   """
-  check_ponder_config(max_steps, epsilon, backend)
+  check_ponder_config(max_steps, epsilon, backend, independent_examples)
   if isinstance(chunk_steps, bool) or not isinstance(chunk_steps, numbers.Integral) or (
       chunk_steps < 1):
     raise ValueError(f"chunk_steps must be an integer >= 1, got {chunk_steps!r}")
@@ -147,10 +162,26 @@ def ponder(
           f"mask must be a bool array of the batch shape {batch_shape}, got "
           f"{mask.dtype}{list(mask.shape)}")
   threshold = float(np.float32(1.0) - np.float32(epsilon))
+  if independent_examples:
+    _check_independent_examples(batch_shape, inputs)
   if backend == "scan":
     return scan.ponder(step_fn, max_steps, threshold, params, state, inputs, mask)
-  return while_loop.ponder(step_fn, max_steps, threshold, params, state, inputs, mask,
-                           chunk_steps=int(chunk_steps))
+  loop = compact if independent_examples else while_loop
+  return loop.ponder(step_fn, max_steps, threshold, params, state, inputs, mask,
+                     chunk_steps=int(chunk_steps))
+
+
+def _check_independent_examples(batch_shape: tuple[int, ...], inputs: PyTree) -> None:
+  """Raises ``ValueError`` unless the batch is one axis leading every input leaf."""
+  if len(batch_shape) != 1:
+    raise ValueError("independent_examples=True needs a batch shape of one axis, got "
+                     f"{list(batch_shape)}")
+  for path, leaf in jax.tree.flatten_with_path(inputs)[0]:
+    if jnp.shape(leaf)[:1] != batch_shape:
+      raise ValueError(
+          f"independent_examples=True needs every inputs leaf to lead with the batch axis "
+          f"{batch_shape[0]}; leaf {jax.tree_util.keystr(path) or '<inputs>'} has shape "
+          f"{list(jnp.shape(leaf))}")
 
 
 def _check_step_shapes(step_fn, params, state, inputs, step_index) -> tuple[int, ...]:
