@@ -131,15 +131,17 @@ class _LinearizedStep(NamedTuple):
   out: PonderStep
   stored: list[jax.Array]  # residuals that change from step to step
   treedef: Any  # the pullback's pytree structure
-  invariant_at: list[int | None]  # per residual: its index among the loop invariants
+  known_at: list[int | None]  # per residual: its index in _known_values, or None
 
 
 def _linearize_step(step_fn, params, state, inputs, step_index) -> _LinearizedStep:
   """``jax.vjp`` of one step with respect to the inexact params, state and inputs.
 
-  Residuals that are the loop-invariant ``params`` or ``inputs`` themselves
-  (found by identity) are not stored per step: the backward pass passes them in
-  again. Everything else the pullback needs is returned in ``stored``.
+  Residuals that the backward pass has anyway (found by identity; see
+  :func:`_known_values`: the loop-invariant ``params`` and ``inputs``, and the
+  step's new state, which is recorded for Eq. 17, e.g. ``tanh``'s output) are
+  not stored again. Everything else the pullback needs is returned in
+  ``stored``.
   """
   params_diff, merge_params = _split_differentiable(params)
   inputs_diff, merge_inputs = _split_differentiable(inputs)
@@ -149,11 +151,15 @@ def _linearize_step(step_fn, params, state, inputs, step_index) -> _LinearizedSt
 
   out, pullback = jax.vjp(step, params_diff, state, inputs_diff)
   residuals, treedef = jax.tree.flatten(pullback)
-  invariants = jax.tree.leaves((params, inputs))
-  invariant_at = [next((i for i, v in enumerate(invariants) if r is v), None)
-                  for r in residuals]
-  stored = [r for r, i in zip(residuals, invariant_at) if i is None]
-  return _LinearizedStep(out, stored, treedef, invariant_at)
+  known = _known_values(params, inputs, out.state)
+  known_at = [next((i for i, v in enumerate(known) if r is v), None) for r in residuals]
+  stored = [r for r, i in zip(residuals, known_at) if i is None]
+  return _LinearizedStep(out, stored, treedef, known_at)
+
+
+def _known_values(params, inputs, new_state) -> list[jax.Array]:
+  """The arrays the backward pass has for a step without storing its residuals."""
+  return jax.tree.leaves((params, inputs, new_state))
 
 
 def _record_buffers(step_fn, params, state, inputs, step_out: PonderStep, chunk: int):
@@ -215,7 +221,7 @@ def _run_segment(step_fn, max_steps, threshold, chunk, stop_count, params, input
   def recording_body(loop):
     step_index, carry, buffers = loop
     lin = _linearize_step(step_fn, params, carry.state, inputs, step_index)
-    structure.update(treedef=lin.treedef, invariant_at=tuple(lin.invariant_at))
+    structure.update(treedef=lin.treedef, known_at=tuple(lin.known_at))
     return (step_index + 1, halting.advance(carry, lin.out, step_index, max_steps, threshold),
             _record(buffers, lin, step_index - start_index))
 
@@ -229,7 +235,7 @@ def _run_segment(step_fn, max_steps, threshold, chunk, stop_count, params, input
   if num_chunks > 1:
     end_index, carry, checkpoints = jax.lax.while_loop(
         not_done, plain_body, (end_index, carry, checkpoints))
-  static = _Static((structure["treedef"], structure["invariant_at"],
+  static = _Static((structure["treedef"], structure["known_at"],
                     step_out.halting_logit.dtype))
   return carry, end_index, (buffers, checkpoints, static)
 
@@ -270,9 +276,8 @@ def _segment_bwd(step_fn, max_steps, threshold, chunk, stop_count, residuals, ct
    probs) = residuals
   ct, _ = cts
   first_chunk, checkpoints, static = record_state
-  treedef, invariant_at, logit_dtype = static.value
+  treedef, known_at, logit_dtype = static.value
   dtype = ct.cumulative.dtype
-  invariants = jax.tree.leaves((params, inputs))
   batch_ndim = steps.ndim
   halts_here = running_in & (steps > 0)
   # Each example runs steps [start_index, until): to its N, or to the segment's end.
@@ -303,8 +308,8 @@ def _segment_bwd(step_fn, max_steps, threshold, chunk, stop_count, residuals, ct
     stored, states, outputs = jax.tree.map(
         lambda buf: buf[(step_index - start_index) % chunk], buffers)
     per_step = iter(stored)
-    pullback = treedef.unflatten([next(per_step) if i is None else invariants[i]
-                                  for i in invariant_at])
+    known = _known_values(params, inputs, states)
+    pullback = treedef.unflatten([next(per_step) if i is None else known[i] for i in known_at])
     running = step_index < until
     is_last = running & (step_index == steps - 1)
     p = probs[..., step_index]
