@@ -200,20 +200,20 @@ def _run_segment(step_fn, max_steps, threshold, chunk, stop_count, params, input
     The halting state, the index of the next step and the record (or None).
   """
   num_chunks = -(-max_steps // chunk)
+  not_done = lambda carry: _still_running(carry, stop_count)
 
-  def plain_body(loop):
-    step_index, carry, checkpoints = loop
-    if checkpoints is not None:  # slot num_chunks takes the writes between checkpoints
-      i = step_index - start_index
-      slot = jnp.where(i % chunk == 0, i // chunk, num_chunks)
-      checkpoints = jax.tree.map(lambda buf, s: buf.at[slot].set(s), checkpoints, carry.state)
-    out = step_fn(params, carry.state, inputs, step_index)
-    return (step_index + 1, halting.advance(carry, out, step_index, max_steps, threshold),
-            checkpoints)
+  def plain_steps(step_index, carry, stop_index):
+    """Runs steps until ``stop_index`` or until few enough examples run."""
+    def body(loop):
+      step_index, carry = loop
+      out = step_fn(params, carry.state, inputs, step_index)
+      return step_index + 1, halting.advance(carry, out, step_index, max_steps, threshold)
 
-  not_done = lambda loop: _still_running(loop[1], stop_count)
+    return jax.lax.while_loop(lambda loop: (loop[0] < stop_index) & not_done(loop[1]), body,
+                              (step_index, carry))
+
   if not record:
-    end_index, carry, _ = jax.lax.while_loop(not_done, plain_body, (start_index, carry, None))
+    end_index, carry = plain_steps(start_index, carry, max_steps)
     return carry, end_index, None
 
   structure = {}
@@ -228,13 +228,21 @@ def _run_segment(step_fn, max_steps, threshold, chunk, stop_count, params, input
   step_out = jax.eval_shape(step_fn, params, carry.state, inputs, start_index)
   buffers = _record_buffers(step_fn, params, carry.state, inputs, step_out, chunk)
   end_index, carry, buffers = jax.lax.while_loop(
-      lambda loop: (loop[0] < start_index + chunk) & not_done(loop), recording_body,
+      lambda loop: (loop[0] < start_index + chunk) & not_done(loop[1]), recording_body,
       (start_index, carry, buffers))
-  checkpoints = jax.tree.map(lambda x: jax.lax.empty((num_chunks + 1,) + x.shape, x.dtype),
+  checkpoints = jax.tree.map(lambda x: jax.lax.empty((num_chunks,) + x.shape, x.dtype),
                              carry.state)
+
+  def checkpointed_chunk(loop):  # keeps the state entering the chunk, then runs it
+    step_index, carry, checkpoints = loop
+    slot = (step_index - start_index) // chunk
+    checkpoints = jax.tree.map(lambda buf, s: buf.at[slot].set(s), checkpoints, carry.state)
+    step_index, carry = plain_steps(step_index, carry, step_index + chunk)
+    return step_index, carry, checkpoints
+
   if num_chunks > 1:
     end_index, carry, checkpoints = jax.lax.while_loop(
-        not_done, plain_body, (end_index, carry, checkpoints))
+        lambda loop: not_done(loop[1]), checkpointed_chunk, (end_index, carry, checkpoints))
   static = _Static((structure["treedef"], structure["known_at"],
                     step_out.halting_logit.dtype))
   return carry, end_index, (buffers, checkpoints, static)
@@ -361,7 +369,7 @@ def _segment_bwd(step_fn, max_steps, threshold, chunk, stop_count, residuals, ct
   carry = (jax.tree.map(lambda g: g.astype(dtype), ct.state),
            jax.tree.map(zeros, params_diff), jax.tree.map(zeros, inputs_diff),
            -ct.cumulative)
-  if jax.tree.leaves(checkpoints)[0].shape[0] > 2:  # some steps may be past the first chunk
+  if jax.tree.leaves(checkpoints)[0].shape[0] > 1:  # some steps may be past the first chunk
     num_chunks = (end_index - start_index + chunk - 1) // chunk
     _, carry = jax.lax.while_loop(lambda loop: loop[0] > 1, later_chunk_body,
                                   (num_chunks, carry))
