@@ -92,7 +92,8 @@ def advance(carry: Halting, step_out: PonderStep, step_index: jax.Array, max_ste
       running=running & ~halts,
       steps=jnp.where(halts, step_index + 1, carry.steps),
       remainder=jnp.where(halts, remainder, carry.remainder),
-      halting_probs=carry.halting_probs.at[..., step_index].set(p),
+      halting_probs=jax.lax.dynamic_update_index_in_dim(carry.halting_probs, p, step_index,
+                                                        axis=-1),
   )
 
 

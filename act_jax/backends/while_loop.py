@@ -175,8 +175,8 @@ def _record_buffers(step_fn, params, state, inputs, step_out: PonderStep, chunk:
 
 def _record(buffers, lin: _LinearizedStep, slot: jax.Array):
   """Writes one linearized step into slot ``slot`` of the record buffers."""
-  return jax.tree.map(lambda buf, x: buf.at[slot].set(x), buffers,
-                      (lin.stored, lin.out.state, lin.out.output))
+  return jax.tree.map(lambda buf, x: jax.lax.dynamic_update_index_in_dim(buf, x, slot, 0),
+                      buffers, (lin.stored, lin.out.state, lin.out.output))
 
 
 def _still_running(carry: halting.Halting, stop_count: int) -> jax.Array:
@@ -236,7 +236,9 @@ def _run_segment(step_fn, max_steps, threshold, chunk, stop_count, params, input
   def checkpointed_chunk(loop):  # keeps the state entering the chunk, then runs it
     step_index, carry, checkpoints = loop
     slot = (step_index - start_index) // chunk
-    checkpoints = jax.tree.map(lambda buf, s: buf.at[slot].set(s), checkpoints, carry.state)
+    checkpoints = jax.tree.map(
+        lambda buf, s: jax.lax.dynamic_update_index_in_dim(buf, s, slot, 0),
+        checkpoints, carry.state)
     step_index, carry = plain_steps(step_index, carry, step_index + chunk)
     return step_index, carry, checkpoints
 
@@ -303,7 +305,8 @@ def _segment_bwd(step_fn, max_steps, threshold, chunk, stop_count, residuals, ct
       return i + 1, state, _record(buffers, lin, i)
 
     length = jnp.minimum(chunk, end_index - start)
-    state = jax.tree.map(lambda buf: buf[chunk_index], checkpoints)
+    state = jax.tree.map(
+        lambda buf: jax.lax.dynamic_index_in_dim(buf, chunk_index, keepdims=False), checkpoints)
     _, _, buffers = jax.lax.while_loop(
         lambda loop: loop[0] < length, body,
         (jnp.int32(0), state,
@@ -313,17 +316,19 @@ def _segment_bwd(step_fn, max_steps, threshold, chunk, stop_count, residuals, ct
   def backward_step(step_index, buffers, carry):
     """Backpropagates through step ``step_index``, recorded at its chunk slot."""
     ct_state, ct_params, ct_inputs, last_grad_p = carry
+    slot = (step_index - start_index) % chunk
     stored, states, outputs = jax.tree.map(
-        lambda buf: buf[(step_index - start_index) % chunk], buffers)
+        lambda buf: jax.lax.dynamic_index_in_dim(buf, slot, keepdims=False), buffers)
     per_step = iter(stored)
     known = _known_values(params, inputs, states)
     pullback = treedef.unflatten([next(per_step) if i is None else known[i] for i in known_at])
     running = step_index < until
     is_last = running & (step_index == steps - 1)
-    p = probs[..., step_index]
+    at_step = lambda a: jax.lax.dynamic_index_in_dim(a, step_index, -1, keepdims=False)
+    p = at_step(probs)
     grad_p = (halting.per_example_dot(ct.state_sum, states, batch_ndim, dtype)  # Eq. 17
               + halting.per_example_dot(ct.output_sum, outputs, batch_ndim, dtype)
-              + ct.halting_probs[..., step_index])
+              + at_step(ct.halting_probs))
     last_grad_p = jnp.where(is_last, grad_p + ct.remainder, last_grad_p)
     grad_h = jnp.where(running & ~is_last, grad_p - last_grad_p, 0.0)  # Eqs. 19-20
     grad_logit = grad_h * p * (1.0 - p)  # p^n = h^n wherever grad_h != 0
