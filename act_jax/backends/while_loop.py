@@ -8,6 +8,12 @@ the steps that were taken (Eqs. 14-20). The forward pass records the pullback
 residuals of the first ``chunk`` steps and a state checkpoint every ``chunk``
 steps; the backward pass recomputes later chunks from their checkpoints.
 Reverse mode only.
+
+:func:`run_segment` is the loop itself, resumable: it starts from any step and
+halting state and stops once at most ``stop_count`` examples run, with a VJP
+with respect to the incoming halting state too. :func:`ponder` is one segment
+from the start to the end; :mod:`act_jax.backends.compact` chains several on
+ever smaller batches.
 """
 
 from __future__ import annotations
@@ -77,6 +83,7 @@ def run_segment(step_fn: StepFn, max_steps: int, threshold: float, chunk_steps: 
                   min(chunk_steps, max_steps), stop_count, (params, tuple(consts)), inputs,
                   carry, start_index)
 
+
 class _HoistedStepFn:
   """A closure-converted step function taking ``(params, consts)`` as params."""
 
@@ -86,7 +93,6 @@ class _HoistedStepFn:
   def __call__(self, params_and_consts, state, inputs, step_index) -> PonderStep:
     params, consts = params_and_consts
     return self._closed_fn(params, state, inputs, step_index, *consts)
-
 
 
 class _Static:
