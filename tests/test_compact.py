@@ -105,6 +105,33 @@ def test_compact_sequence_with_lengths_matches_scan():
   _assert_tree_close(grads, ref_grads, rtol=1e-3, atol=1e-4)
 
 
+def test_unused_slots_never_see_made_up_examples():
+  # The step is NaN for an all-zero input; the level of 2 slots has one unused.
+  def step_fn(params, state, inputs, step_index):
+    x, halt_at = inputs
+    state = jnp.tanh(state * params["w"] + x / jnp.linalg.norm(x, axis=-1, keepdims=True))
+    logit = jnp.sum(state, -1) * params["v"] + jnp.where(step_index + 1 >= halt_at, 20.0, -20.0)
+    return act_jax.PonderStep(state, state, logit)
+
+  params = {"w": jnp.float32(0.7), "v": jnp.float32(0.1)}
+  x = jax.random.normal(jax.random.PRNGKey(6), (8, 3))
+  halt_at = jnp.array([2, 3, 2, 9, 2, 3, 3, 2])  # after step 3 one of 2 slots is used
+  state = jnp.zeros((8, 3))
+
+  def loss(params, state, x, independent, backend):
+    r = act_jax.ponder(step_fn, params, state, (x, halt_at), max_steps=M, backend=backend,
+                       independent_examples=independent)
+    return jnp.sum(jnp.sin(r.state)) + TAU * jnp.sum(r.stats.ponder_cost), r.stats.steps
+
+  grad = jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True)
+  (value, steps), grads = grad(params, state, x, True, "while")
+  (ref_value, _), ref_grads = grad(params, state, x, False, "scan")
+  np.testing.assert_array_equal(steps, halt_at)
+  assert np.isfinite(value) and all(np.isfinite(g).all() for g in jax.tree.leaves(grads))
+  np.testing.assert_allclose(value, ref_value, rtol=1e-5)
+  _assert_tree_close(grads, ref_grads, rtol=1e-3, atol=1e-5)
+
+
 def test_compact_all_masked_passes_state_through():
   params = CELLS["tanh"][0](jax.random.PRNGKey(1), halting_bias=-1.5)
   state, x = _inputs(jax.random.PRNGKey(2), 8, "tanh")
