@@ -4,7 +4,9 @@ The functional core needs only JAX:
 
 * :func:`ponder` runs ACT for one input step over a batch, with a
   ``"while"`` backend (early exit, custom VJP over the steps taken) and a
-  ``"scan"`` backend (fixed ``max_steps``, plain autodiff).
+  ``"scan"`` backend (fixed ``max_steps``, plain autodiff);
+  ``independent_examples=True`` lets the while loop shrink the batch as
+  examples halt.
 * :func:`ponder_sequence` runs it over a sequence of input steps.
 * :func:`ponder_penalty` is the ``tau * P`` term of the loss.
 

@@ -109,6 +109,20 @@ def _check_features(x: jax.Array, features: int) -> None:
         f"x must be [*positions, {features}] (features = {features}), got {list(jnp.shape(x))}")
 
 
+def reject_independent_examples(independent_examples: Any) -> None:
+  """Raises ``ValueError`` unless ``independent_examples`` is False.
+
+  A depth block mixes positions (attention), so compacting the halted ones
+  away (``act_jax.ponder(..., independent_examples=True)``) would change what
+  the running positions see and give wrong results.
+  """
+  if independent_examples is not False:
+    raise ValueError(
+        "ACT over depth cannot use independent_examples="
+        f"{independent_examples!r}: its block mixes positions (attention), so the "
+        "ponder loop must not compact halted positions away")
+
+
 def ponder_depth(
     apply_block: BlockApply,
     apply_halting: cells.HaltingApply,
@@ -122,6 +136,7 @@ def ponder_depth(
     step_encoding: StepEncoding | None = None,
     backend: ponder_loop.Backend = "while",
     chunk_steps: int = ponder_loop.DEFAULT_CHUNK_STEPS,
+    independent_examples: bool = False,
 ) -> ponder_loop.PonderResult:
   """Applies a block up to ``max_steps`` times with ACT halting per position.
 
@@ -148,6 +163,8 @@ def ponder_depth(
     backend: ``"while"`` (stops when every position has halted; custom VJP
       over the steps taken) or ``"scan"`` (always ``M`` steps, plain autodiff).
     chunk_steps: see :func:`act_jax.ponder`.
+    independent_examples: must be False: the block mixes positions, so the
+      ponder loop must not compact them (see :func:`act_jax.ponder`).
 
   Returns:
     A :class:`act_jax.PonderResult`: ``state`` is the mean-field state
@@ -157,6 +174,7 @@ def ponder_depth(
   Raises:
     ValueError: naming the value, if a setting or shape is invalid.
   """
+  reject_independent_examples(independent_examples)
   _check_state(state)
 
   def step_fn(params, state, block_args, step_index) -> ponder_loop.PonderStep:
@@ -196,9 +214,11 @@ class DepthACT(nnx.Module):
       step_encoding: StepEncoding | None = None,
       backend: ponder_loop.Backend = "while",
       chunk_steps: int = ponder_loop.DEFAULT_CHUNK_STEPS,
+      independent_examples: bool = False,
       rngs: nnx.Rngs,
   ):
     ponder_loop.check_ponder_config(max_steps, epsilon, backend)
+    reject_independent_examples(independent_examples)
     if isinstance(features, bool) or not isinstance(features, int) or features < 1:
       raise ValueError(f"features must be a positive int, got {features!r}")
     self.block = block
@@ -251,9 +271,11 @@ class LinenDepthACT(nn.Module):
   step_encoding: StepEncoding | None = None
   backend: ponder_loop.Backend = "while"
   chunk_steps: int = ponder_loop.DEFAULT_CHUNK_STEPS
+  independent_examples: bool = False  # rejected unless False: blocks mix positions
 
   def setup(self):
     ponder_loop.check_ponder_config(self.max_steps, self.epsilon, self.backend)
+    reject_independent_examples(self.independent_examples)
     self.halting = nn.Dense(1, bias_init=nn.initializers.constant(self.halting_bias_init))
 
   def __call__(self, x: jax.Array, *block_args: Any,

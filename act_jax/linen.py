@@ -33,6 +33,8 @@ class AdaptiveComputationTime(nn.Module):
   layer on the mean-field cell output (absent if ``out_features`` is None).
   Calling the module (or :meth:`ponder_sequence`) in ``init`` creates all
   parameters. The cell must keep no mutable state besides its parameters.
+  ``independent_examples=True`` compacts the batch as examples halt (a one-axis
+  batch; see :func:`act_jax.ponder`).
   """
 
   cell: nn.RNNCellBase
@@ -43,9 +45,11 @@ class AdaptiveComputationTime(nn.Module):
   halting_reads: Callable[[Any], jax.Array] = cells.full_state
   backend: ponder_loop.Backend = "while"
   chunk_steps: int = ponder_loop.DEFAULT_CHUNK_STEPS
+  independent_examples: bool = False
 
   def setup(self):
-    ponder_loop.check_ponder_config(self.max_steps, self.epsilon, self.backend)
+    ponder_loop.check_ponder_config(self.max_steps, self.epsilon, self.backend,
+                                    self.independent_examples)
     self.halting = nn.Dense(1, bias_init=nn.initializers.constant(self.halting_bias_init))
     self.output = None if self.out_features is None else nn.Dense(self.out_features)
 
@@ -75,7 +79,8 @@ class AdaptiveComputationTime(nn.Module):
     step_fn, params = self._step_fn_and_params(carry, inputs)
     result = ponder_loop.ponder(step_fn, params, carry, inputs, max_steps=self.max_steps,
                                 epsilon=self.epsilon, mask=mask, backend=self.backend,
-                                chunk_steps=self.chunk_steps)
+                                chunk_steps=self.chunk_steps,
+                                independent_examples=self.independent_examples)
     return result.state, (self._project(result.output), result.stats)
 
   def ponder_sequence(
@@ -96,5 +101,6 @@ class AdaptiveComputationTime(nn.Module):
     result = sequence_lib.ponder_sequence(
         step_fn, params, initial_carry, inputs, max_steps=self.max_steps,
         epsilon=self.epsilon, mask=mask, lengths=lengths, backend=self.backend,
-        chunk_steps=self.chunk_steps, remat=remat)
+        chunk_steps=self.chunk_steps, independent_examples=self.independent_examples,
+        remat=remat)
     return result._replace(outputs=self._project(result.outputs))

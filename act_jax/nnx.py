@@ -45,7 +45,9 @@ class AdaptiveComputationTime(nnx.Module):
   linear output layer, and calls the functional core :func:`act_jax.ponder`.
   The cell must be a pure function of its parameters (no mutable state such
   as batch statistics) and take ``in_features + 1`` inputs: the last one is
-  the first-step flag.
+  the first-step flag. With ``independent_examples=True`` (a one-axis batch;
+  every Flax recurrent cell treats examples independently) the ponder loop
+  compacts the batch as examples halt; see :func:`act_jax.ponder`.
 
   Attributes:
     cell: the wrapped NNX cell.
@@ -65,9 +67,10 @@ class AdaptiveComputationTime(nnx.Module):
       halting_reads: Callable[[Any], jax.Array] = cells.full_state,
       backend: ponder_loop.Backend = "while",
       chunk_steps: int = ponder_loop.DEFAULT_CHUNK_STEPS,
+      independent_examples: bool = False,
       rngs: nnx.Rngs,
   ):
-    ponder_loop.check_ponder_config(max_steps, epsilon, backend)
+    ponder_loop.check_ponder_config(max_steps, epsilon, backend, independent_examples)
     cell_in = getattr(cell, "in_features", None)
     if not isinstance(cell_in, int) or cell_in < 2:
       raise ValueError(
@@ -81,6 +84,7 @@ class AdaptiveComputationTime(nnx.Module):
     self.epsilon = epsilon
     self.backend = backend
     self.chunk_steps = chunk_steps
+    self.independent_examples = independent_examples
     self.halting_reads = halting_reads
     halting_in = jax.eval_shape(halting_reads, zero_carry(cell, (1,))).shape[-1]
     self.halting = nnx.Linear(
@@ -127,7 +131,8 @@ class AdaptiveComputationTime(nnx.Module):
     step_fn, params = self._step_fn_and_params()
     result = ponder_loop.ponder(step_fn, params, carry, inputs, max_steps=self.max_steps,
                                epsilon=self.epsilon, mask=mask, backend=self.backend,
-                               chunk_steps=self.chunk_steps)
+                               chunk_steps=self.chunk_steps,
+                               independent_examples=self.independent_examples)
     return result.state, (self._project(result.output), result.stats)
 
   def ponder_sequence(
@@ -153,5 +158,6 @@ class AdaptiveComputationTime(nnx.Module):
     result = sequence_lib.ponder_sequence(
         step_fn, params, initial_carry, inputs, max_steps=self.max_steps,
         epsilon=self.epsilon, mask=mask, lengths=lengths, backend=self.backend,
-        chunk_steps=self.chunk_steps, remat=remat)
+        chunk_steps=self.chunk_steps, independent_examples=self.independent_examples,
+        remat=remat)
     return result._replace(outputs=self._project(result.outputs))

@@ -55,6 +55,7 @@ def ponder_sequence(
     lengths: jax.typing.ArrayLike | None = None,
     backend: ponder_loop.Backend = "while",
     chunk_steps: int = ponder_loop.DEFAULT_CHUNK_STEPS,
+    independent_examples: bool = False,
     remat: bool = True,
 ) -> SequenceResult:
   """Runs ACT over a batch of input sequences (Graves 2016, Eqs. 3-13 per step).
@@ -73,13 +74,16 @@ def ponder_sequence(
       sequence; an alternative to ``mask`` (give at most one).
     backend: the ponder-loop backend, ``"while"`` or ``"scan"``.
     chunk_steps: see :func:`act_jax.ponder`.
+    independent_examples: see :func:`act_jax.ponder`: the step function treats
+      examples independently, so the ``"while"`` loop compacts the batch as
+      examples halt.
     remat: rematerialise each input step in the backward pass (keeps memory
       ``O(T * state)``); turn off only for short sequences.
 
   Returns:
     A :class:`SequenceResult`.
   """
-  ponder_loop.check_ponder_config(max_steps, epsilon, backend)
+  ponder_loop.check_ponder_config(max_steps, epsilon, backend, independent_examples)
   leaves = jax.tree.leaves(inputs)
   if not leaves:
     raise ValueError("inputs must contain at least one array")
@@ -106,7 +110,8 @@ def ponder_sequence(
     x_t, mask_t = xs
     result = ponder_loop.ponder(step_fn, params, state, x_t, max_steps=max_steps,
                                epsilon=epsilon, mask=mask_t, backend=backend,
-                                chunk_steps=chunk_steps)
+                               chunk_steps=chunk_steps,
+                               independent_examples=independent_examples)
     return result.state, (result.output, result.stats)
 
   if remat:

@@ -14,6 +14,16 @@ respect to all parameters), in two settings:
     halting bias set so that mean N is about 3;
   * lstm: LSTM 512, batch 32, a 5-step sequence, M = 20 (:func:`ponder_sequence`).
 
+Two more parity-cell settings (batch 128, M = 100):
+
+  * cap: no example halts (N = M = 100); ``while`` against the cell scanned 100
+    times (``lax.scan``, plain autodiff);
+  * mixed: N per example set through the halting logits to look like a low-tau
+    network's (98 % uniform in 2-8, 2 % uniform in 50-100): the plain ``while``
+    loop, which runs every example to the batch's largest N, against the
+    compacting one (``independent_examples=True``), and against the plain cell
+    unrolled for the batch's mean N (rounded up).
+
 It also reports the compiled memory of one training step on a long sequence
 (LSTM 128, batch 16, T = 200, M = 100) for (a) and (b).
 
@@ -27,6 +37,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 
 import jax
 import jax.numpy as jnp
@@ -38,6 +49,7 @@ import timing  # benchmarks/timing.py, beside this script
 _JSON = flags.DEFINE_bool("json", False, "Print one JSON object on the last line.")
 _ROUNDS = flags.DEFINE_integer("rounds", 30, "Timed rounds per variant (interleaved).")
 _LONG_SEQ = flags.DEFINE_bool("long_seq", True, "Also measure the long-sequence memory.")
+_LSTM = flags.DEFINE_bool("lstm", True, "Also time the LSTM setting.")
 _CHUNK_STEPS = flags.DEFINE_integer(
     "chunk_steps", None, "chunk_steps of the while backend (default: the library's).")
 
@@ -89,11 +101,24 @@ def _bce(logits, targets):
   return jnp.mean(jnp.sum(per_step.reshape(per_step.shape[0], -1), axis=1))
 
 
-def _act_train_step(cell, backend: str, max_steps: int, sequence: bool):
+def _scheduled_step_fn(cell):
+  """The parity ACT step with each example's N set by its input ``halt_at``: the
+  halting logit is the unit's plus -20 before step ``halt_at`` and +20 from it on."""
+  def step_fn(params, state, inputs, n):
+    x, halt_at = inputs
+    state = cell(params, state, act_jax.with_first_step_flag(x, n))
+    schedule = jnp.where(n + 1 >= halt_at, 20.0, -20.0)
+    return act_jax.PonderStep(state, (), state @ params["w_h"] + params["b_h"] + schedule)
+  return step_fn
+
+
+def _act_train_step(cell, backend: str, max_steps: int, sequence: bool,
+                    independent_examples: bool = False, step_fn=None):
   """Jitted (loss and gradient, loss alone, ponder stats) of ACT (BCE + tau * rho)."""
-  step_fn = _act_step_fn(cell, sequence)
-  options = {} if _CHUNK_STEPS.value is None or backend != "while" else {
-      "chunk_steps": _CHUNK_STEPS.value}
+  step_fn = step_fn or _act_step_fn(cell, sequence)
+  options = {"independent_examples": independent_examples}
+  if _CHUNK_STEPS.value is not None and backend == "while":
+    options["chunk_steps"] = _CHUNK_STEPS.value
   run = functools.partial(act_jax.ponder_sequence if sequence else act_jax.ponder, **options)
 
   def loss(params, state, x, targets):
@@ -160,6 +185,69 @@ def _setting(name, cell, cell_name, *, batch, inputs, hidden, max_steps, time_st
   }
 
 
+def _scanned_train_step(cell, steps: int):
+  """Jitted loss and gradient of the cell scanned ``steps`` times (``lax.scan``)."""
+
+  def loss(params, state, x, targets):
+    def body(state, n):
+      return cell(params, state, act_jax.with_first_step_flag(x, n)), None
+
+    state, _ = jax.lax.scan(body, state, jnp.arange(steps))
+    return _bce(_readout(state) @ params["w_y"], targets)
+
+  return jax.jit(jax.value_and_grad(loss))
+
+
+def _parity_args(batch, halting_bias):
+  inputs, hidden = 64, 128
+  params = _params(jax.random.PRNGKey(0), "tanh", inputs, hidden, halting_bias)
+  x = jax.random.choice(jax.random.PRNGKey(1), jnp.array([-1.0, 0.0, 1.0]), (batch, inputs))
+  targets = jax.random.bernoulli(jax.random.PRNGKey(2), 0.5, (batch, 1)).astype(jnp.float32)
+  return params, jnp.zeros((batch, hidden)), x, targets
+
+
+def _cap_setting(rounds):
+  """No example halts: the while loop against the cell scanned M times."""
+  max_steps = 100
+  args = _parity_args(128, halting_bias=-30.0)
+  while_step, _, stats = _act_train_step(_tanh_cell, "while", max_steps, sequence=False)
+  assert int(jnp.min(stats(*args[:3]).steps)) == max_steps
+  seconds = timing.median_seconds(
+      {"while": while_step, "scan_plain": _scanned_train_step(_tanh_cell, max_steps)}, args,
+      rounds)
+  return {"ms": {k: 1e3 * v for k, v in seconds.items()},
+          "while_over_plain": seconds["while"] / seconds["scan_plain"]}
+
+
+def _mixed_setting(rounds):
+  """N like a low-tau network's: the plain while loop, the compacting one, the plain cell."""
+  batch, max_steps = 128, 100
+  params, state, x, targets = _parity_args(batch, halting_bias=0.0)
+  key_n, key_tail, key_perm = jax.random.split(jax.random.PRNGKey(3), 3)
+  stragglers = round(0.02 * batch)
+  halt_at = jnp.concatenate([
+      jax.random.randint(key_n, (batch - stragglers,), 2, 9),
+      jax.random.randint(key_tail, (stragglers,), 50, 101)])
+  halt_at = jax.random.permutation(key_perm, halt_at)
+  args = (params, state, (x, halt_at), targets)
+  step_fn = _scheduled_step_fn(_tanh_cell)
+  (while_step, _, stats), (compact_step, _, compact_stats) = (
+      _act_train_step(_tanh_cell, "while", max_steps, False, independent, step_fn)
+      for independent in (False, True))
+  steps = stats(*args[:3]).steps
+  assert bool(jnp.all(steps == halt_at)) and bool(
+      jnp.all(compact_stats(*args[:3]).steps == halt_at))
+  mean_steps = float(jnp.mean(steps.astype(jnp.float32)))
+  plain_step, _ = _plain_train_step(_tanh_cell, [math.ceil(mean_steps)], sequence=False)
+  plain = lambda params, state, inputs, targets: plain_step(params, state, inputs[0], targets)
+  seconds = timing.median_seconds(
+      {"while": while_step, "compact": compact_step, "plain_mean_n": plain}, args, rounds)
+  return {"mean_steps": mean_steps, "max_steps": int(jnp.max(steps)),
+          "ms": {k: 1e3 * v for k, v in seconds.items()},
+          "compact_speedup": seconds["while"] / seconds["compact"],
+          "compact_over_mean_plain": seconds["compact"] / seconds["plain_mean_n"]}
+
+
 def _long_sequence_memory_mb(backend: str) -> float:
   """Compiled memory (arguments + outputs + temporaries) of one training step."""
   batch, hidden, inputs, time_steps, max_steps = 16, 128, 32, 200, 100
@@ -181,12 +269,14 @@ def main(argv):
   parity = _setting("parity (tanh 128, batch 128, M=100)", _tanh_cell, "tanh", batch=128,
                     inputs=64, hidden=128, max_steps=100, time_steps=1, halting_bias=-0.4,
                     rounds=rounds)
-  lstm = _setting("lstm (LSTM 512, batch 32, T=5, M=20)", _lstm_cell, "lstm", batch=32,
-                  inputs=64, hidden=512, max_steps=20, time_steps=5, halting_bias=-0.4,
-                  rounds=max(5, rounds // 3))
+  settings = {"parity": parity}
+  if _LSTM.value:
+    settings["lstm"] = _setting("lstm (LSTM 512, batch 32, T=5, M=20)", _lstm_cell, "lstm",
+                                batch=32, inputs=64, hidden=512, max_steps=20, time_steps=5,
+                                halting_bias=-0.4, rounds=max(5, rounds // 3))
   print(f"{'setting':40s} {'mean N':>6s} {'while ms':>9s} {'scan ms':>9s} {'plain ms':>9s}"
         f" {'while/plain':>11s} {'scan/while':>10s}")
-  for r in (parity, lstm):
+  for r in settings.values():
     print(f"{r['setting']:40s} {r['mean_steps']:6.2f} {r['ms']['while']:9.3f}"
           f" {r['ms']['scan']:9.3f} {r['ms']['plain']:9.3f} {r['while_over_plain']:11.2f}"
           f" {r['scan_over_while']:10.2f}")
@@ -195,20 +285,32 @@ def main(argv):
     print(f"{'':40s} compile s: " + ", ".join(
         f"{k} {v:.2f}" for k, v in r["compile_s"].items())
           + f"; loop iterations per input step: {r['loop_iterations']}")
+  cap = _cap_setting(max(5, rounds // 3))
+  print(f"cap (tanh 128, batch 128, N = M = 100): while {cap['ms']['while']:.3f} ms, "
+        f"scanned cell {cap['ms']['scan_plain']:.3f} ms, ratio {cap['while_over_plain']:.2f}")
+  mixed = _mixed_setting(rounds)
+  print(f"mixed N (tanh 128, batch 128, M=100, mean N {mixed['mean_steps']:.2f}, max "
+        f"{mixed['max_steps']}): while {mixed['ms']['while']:.3f} ms, compact "
+        f"{mixed['ms']['compact']:.3f} ms, plain for the mean N "
+        f"{mixed['ms']['plain_mean_n']:.3f} ms; while/compact "
+        f"{mixed['compact_speedup']:.2f}, compact/plain {mixed['compact_over_mean_plain']:.2f}")
   summary = {
-      "parity_while_over_plain": parity["while_over_plain"],
-      "parity_scan_over_while": parity["scan_over_while"],
-      "lstm_while_over_plain": lstm["while_over_plain"],
-      "lstm_scan_over_while": lstm["scan_over_while"],
-      "parity_forward_while_over_plain": parity["forward_while_over_plain"],
-      "lstm_forward_while_over_plain": lstm["forward_while_over_plain"],
-      "parity_mean_steps": parity["mean_steps"],
-      "lstm_mean_steps": lstm["mean_steps"],
-      "parity_ms": parity["ms"],
-      "lstm_ms": lstm["ms"],
-      "parity_compile_s": parity["compile_s"],
-      "lstm_compile_s": lstm["compile_s"],
+      "parity_cap_while_over_plain": cap["while_over_plain"],
+      "mixed_compact_speedup": mixed["compact_speedup"],
+      "mixed_compact_over_mean_plain": mixed["compact_over_mean_plain"],
+      "mixed_mean_steps": mixed["mean_steps"],
+      "cap_ms": cap["ms"],
+      "mixed_ms": mixed["ms"],
   }
+  for name, r in settings.items():
+    summary.update({
+        f"{name}_while_over_plain": r["while_over_plain"],
+        f"{name}_scan_over_while": r["scan_over_while"],
+        f"{name}_forward_while_over_plain": r["forward_while_over_plain"],
+        f"{name}_mean_steps": r["mean_steps"],
+        f"{name}_ms": r["ms"],
+        f"{name}_compile_s": r["compile_s"],
+    })
   if _LONG_SEQ.value:
     for backend in ("while", "scan"):
       summary[f"long_seq_peak_mb_{backend}"] = _long_sequence_memory_mb(backend)

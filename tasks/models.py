@@ -44,12 +44,16 @@ class TaskModel(nnx.Module):
     mode: ``"act"``, ``"none"`` or ``"repeat"``.
     repeats: updates per input for ``mode="repeat"``.
     max_steps, epsilon, halting_bias, backend: ACT settings (``mode="act"``).
+    independent_examples: compact the ponder loop's batch as examples halt
+      (``mode="act"``; every cell here treats examples independently; see
+      :func:`act_jax.ponder`). The same results to float tolerance, faster.
     rngs: parameter initialisation.
   """
 
   def __init__(self, *, input_size: int, hidden_size: int, output_size: int, cell: str,
                mode: str, repeats: int, max_steps: int, epsilon: float,
-               halting_bias: float, backend: str, rngs: nnx.Rngs):
+               halting_bias: float, backend: str, independent_examples: bool = True,
+               rngs: nnx.Rngs):
     if cell not in CELLS:
       raise ValueError(f"unknown cell {cell!r}; known cells: {sorted(CELLS)}")
     if mode not in MODES:
@@ -63,7 +67,8 @@ class TaskModel(nnx.Module):
     if mode == "act":
       self.act = AdaptiveComputationTime(
           recurrent, out_features=output_size, max_steps=max_steps, epsilon=epsilon,
-          halting_bias_init=halting_bias, backend=backend, rngs=rngs)
+          halting_bias_init=halting_bias, backend=backend,
+          independent_examples=independent_examples, rngs=rngs)
     else:
       self.cell = recurrent
       self.output = nnx.Linear(hidden_size, output_size, rngs=rngs)

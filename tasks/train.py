@@ -47,10 +47,11 @@ from tasks.registry import BITS_PER_CHARACTER, Task, get_task
 RESUMABLE_CHANGES = frozenset(
     {"num_steps", "time_budget_minutes", "log_every", "eval_every", "eval_batches",
      "checkpoint_every", "plot", "distributed", "steps_per_call", "restore_step",
-     "figure_examples"})
+     "figure_examples", "independent_examples"})
 # Fields added to the configs after runs were saved: a saved config.json without
 # them holds their default values (common.base_config).
-_ADDED_FIELDS = ("num_networks", "taus", "distributed", "steps_per_call", "restore_step")
+_ADDED_FIELDS = ("num_networks", "taus", "distributed", "steps_per_call", "restore_step",
+                 "independent_examples")
 # Task options added after runs were saved, with the value those runs had.
 _ADDED_TASK_OPTIONS = {"text": {"check_sha1": True}}
 
@@ -96,6 +97,9 @@ def validate(config: ml_collections.ConfigDict) -> Task:
     raise ConfigError(f"config.cell must be one of {sorted(models.CELLS)}, got {config.cell!r}")
   if config.mode == "repeat":
     _positive_int(config, "repeats")
+  if not isinstance(config.independent_examples, bool):
+    raise ConfigError("config.independent_examples must be True or False, got "
+                      f"{config.independent_examples!r}")
   _check_networks(config)
   _non_negative_int(config, "restore_step", "0: the latest checkpoint")
   _non_negative_int(config, "figure_examples", "0: no figure set")

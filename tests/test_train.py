@@ -144,6 +144,7 @@ def test_sigterm_is_a_stop_request():
     ("mode", "sometimes", "mode.*'sometimes'"),
     ("learning_rate", 0.0, "learning_rate.*0.0"),
     ("time_budget_minutes", -1.0, "time_budget_minutes.*-1.0"),
+    ("independent_examples", "yes", "independent_examples.*'yes'"),
 ])
 def test_bad_config_is_a_clear_error(field, value, message, tmp_path):
   config = _tiny()
@@ -176,6 +177,16 @@ def test_other_config_or_corrupt_checkpoint_is_an_error_not_a_fresh_start(tmp_pa
         f.write(b"garbage")
   with pytest.raises(train.ConfigError, match="cannot read the checkpoint .*checkpoints/30 "):
     train.train_and_evaluate(_tiny(num_steps=40), str(tmp_path))
+
+
+def test_a_run_saved_before_the_later_fields_resumes(tmp_path):
+  train.train_and_evaluate(_tiny(), str(tmp_path))
+  path = tmp_path / "config.json"
+  saved = json.loads(path.read_text())
+  for name in train._ADDED_FIELDS:  # pylint: disable=protected-access
+    del saved[name]
+  path.write_text(json.dumps(saved))
+  assert train.train_and_evaluate(_tiny(num_steps=30), str(tmp_path))["step"] == 30
 
 
 def test_cli_reports_bad_input_before_compiling(tmp_path):

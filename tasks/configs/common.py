@@ -17,6 +17,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.epsilon = 0.01
   config.halting_bias = 1.0
   config.backend = "while"
+  # The ponder loop compacts its batch as examples halt (pays per example, not for the
+  # slowest one); the same results to float tolerance. False: the plain while loop.
+  config.independent_examples = True
   # Training.
   config.tau = 1e-3  # time penalty
   config.learning_rate = 1e-3  # the paper: 1e-4 with 16 Hogwild threads (variant "paper")

@@ -1,0 +1,88 @@
+"""The compacting backend of :func:`act_jax.ponder` (``independent_examples=True``):
+the batch shrinks as its examples halt, so the work is about ``sum_i N_i`` step
+evaluations rather than ``B * max_i N_i``.
+
+Only for step functions that treat the examples of the batch independently
+(every recurrent cell): example ``i``'s new state, output and halting logit
+depend on example ``i``'s state and inputs alone.
+
+The loop runs in levels of static batch sizes ``B, B/4, B/16, ...`` (down to 2).
+Level ``k`` runs the ``"while"`` backend's differentiable segment
+(:func:`act_jax.backends.while_loop.run_segment`) until at most ``B_{k+1}``
+examples are still running; those are gathered into a batch of ``B_{k+1}``
+slots and pondering goes on there from the same ponder step (unused slots hold
+a copy of a real example, marked not running). The levels' halting states are
+scattered back into the full batch on the way out. Each level's segment has its
+own custom VJP over the steps it took at its own batch size, and the gathers
+and scatters between levels are differentiated by JAX, so the backward pass
+mirrors the forward one and pays only for the running examples too. All shapes
+are static: nothing retraces when the number of halted examples changes.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from act_jax import halting
+from act_jax.backends import while_loop
+from act_jax.ponder_types import PonderResult, PyTree, StepFn
+
+SHRINK = 4
+"""Each level's batch is the previous level's divided by ``SHRINK``."""
+
+
+def level_sizes(batch: int) -> tuple[int, ...]:
+  """The static batch sizes of the levels: ``batch, batch // 4, ...``, all >= 2."""
+  sizes = [batch]
+  while sizes[-1] // SHRINK >= 2:
+    sizes.append(sizes[-1] // SHRINK)
+  return tuple(sizes)
+
+
+def ponder(step_fn: StepFn, max_steps: int, threshold: float, params: PyTree, state: PyTree,
+           inputs: PyTree, mask: jax.Array, *, chunk_steps: int) -> PonderResult:
+  """Runs ponder steps (Eqs. 3-13) on a batch that shrinks as examples halt.
+
+  Args:
+    step_fn: a step function that treats examples independently; it may close
+      over traced values that are not per-example.
+    max_steps: the cap ``M`` (Eq. 13).
+    threshold: ``1 - epsilon`` (Eq. 7).
+    params: the step function's parameters.
+    state: ``s_{t-1}``, leaves ``[B, ...]``.
+    inputs: ``x_t``, leaves ``[B, ...]`` (gathered with the examples).
+    mask: bool ``[B]``; False: not computed.
+    chunk_steps: steps recorded per chunk for the backward pass (per level).
+
+  Returns:
+    The :class:`act_jax.PonderResult`, equal to the other backends'.
+  """
+  step_out = jax.eval_shape(step_fn, params, state, inputs, jnp.int32(0))
+  carry = halting.initial_halting(step_out, state, mask, max_steps)
+  carry = _run_levels(step_fn, max_steps, threshold, chunk_steps, params, inputs, carry,
+                      jnp.int32(0), level_sizes(mask.shape[0]))
+  return halting.finish(carry, state)
+
+
+def _run_levels(step_fn, max_steps, threshold, chunk_steps, params, inputs,
+                carry: halting.Halting, start_index: jax.Array,
+                sizes: tuple[int, ...]) -> halting.Halting:
+  """Runs this level (batch ``sizes[0]``), then the smaller ones, from ``start_index``."""
+  stop_count = sizes[1] if len(sizes) > 1 else 0
+  carry, next_index = while_loop.run_segment(step_fn, max_steps, threshold, chunk_steps,
+                                             stop_count, params, inputs, carry, start_index)
+  if len(sizes) == 1:
+    return carry
+  # The running examples first. Unused slots hold a copy of example 0, so the
+  # step function only ever sees real states and inputs, but do not run, get no
+  # cotangent and are dropped on the way out (their index is out of range).
+  (index,) = jnp.nonzero(carry.running, size=sizes[1], fill_value=sizes[0])
+  used = index < sizes[0]
+  take = lambda x: jnp.take(x, jnp.where(used, index, 0), axis=0)
+  smaller_carry = jax.tree.map(take, carry)
+  smaller_carry = smaller_carry._replace(running=smaller_carry.running & used)
+  smaller = _run_levels(step_fn, max_steps, threshold, chunk_steps, params,
+                        jax.tree.map(take, inputs), smaller_carry, next_index, sizes[1:])
+  return jax.tree.map(lambda full, part: full.at[index].set(part, mode="drop"), carry,
+                      smaller)

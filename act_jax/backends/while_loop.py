@@ -1,0 +1,404 @@
+"""The ``"while"`` backend of :func:`act_jax.ponder`: early exit, custom VJP over
+the steps taken.
+
+A ``jax.lax.while_loop`` stops as soon as every example of the batch has halted
+(halted examples are masked). Reverse-mode autodiff through a while loop is not
+supported by JAX, so the loop has a custom VJP whose backward pass also runs only
+the steps that were taken (Eqs. 14-20). The forward pass records the pullback
+residuals of the first ``chunk`` steps and a state checkpoint every ``chunk``
+steps; the backward pass recomputes later chunks from their checkpoints.
+Reverse mode only.
+
+:func:`run_segment` is the loop itself, resumable: it starts from any step and
+halting state and stops once at most ``stop_count`` examples run, with a VJP
+with respect to the incoming halting state too. :func:`ponder` is one segment
+from the start to the end; :mod:`act_jax.backends.compact` chains several on
+ever smaller batches.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from act_jax import halting
+from act_jax.ponder_types import PonderResult, PonderStep, PyTree, StepFn
+
+
+def ponder(step_fn: StepFn, max_steps: int, threshold: float, params: PyTree, state: PyTree,
+           inputs: PyTree, mask: jax.Array, *, chunk_steps: int) -> PonderResult:
+  """Runs ponder steps (Eqs. 3-13) until every example has halted.
+
+  Args:
+    step_fn: the step function (see :data:`act_jax.StepFn`); it may close over
+      traced values (they are hoisted with ``jax.closure_convert``).
+    max_steps: the cap ``M`` (Eq. 13).
+    threshold: ``1 - epsilon`` (Eq. 7).
+    params: the step function's parameters.
+    state: ``s_{t-1}``.
+    inputs: ``x_t``.
+    mask: bool, ``batch_shape``; False: not computed.
+    chunk_steps: steps recorded per chunk for the backward pass.
+
+  Returns:
+    The :class:`act_jax.PonderResult`.
+  """
+  step_out = jax.eval_shape(step_fn, params, state, inputs, jnp.int32(0))
+  carry = halting.initial_halting(step_out, state, mask, max_steps)
+  carry, _ = run_segment(step_fn, max_steps, threshold, chunk_steps, 0, params, inputs, carry,
+                         jnp.int32(0))
+  return halting.finish(carry, state)
+
+
+def run_segment(step_fn: StepFn, max_steps: int, threshold: float, chunk_steps: int,
+                stop_count: int, params: PyTree, inputs: PyTree, carry: halting.Halting,
+                start_index: jax.Array) -> tuple[halting.Halting, jax.Array]:
+  """Runs ponder steps from ``start_index`` until at most ``stop_count`` examples run.
+
+  Differentiable (reverse mode) with respect to ``params``, ``inputs`` and the
+  inexact fields of ``carry``; the backward pass runs only the steps taken.
+
+  Args:
+    step_fn: the step function; it may close over traced values (they are
+      hoisted with ``jax.closure_convert`` at the shapes given here).
+    max_steps: the cap ``M`` (Eq. 13).
+    threshold: ``1 - epsilon`` (Eq. 7).
+    chunk_steps: steps recorded per chunk for the backward pass.
+    stop_count: the loop stops once no more than this many examples run.
+    params: the step function's parameters.
+    inputs: ``x_t``.
+    carry: the halting state after ``start_index`` steps.
+    start_index: the 0-based index of the next ponder step, int32.
+
+  Returns:
+    The halting state where the loop stopped, and the index of the next step.
+  """
+  closed_fn, consts = jax.closure_convert(step_fn, params, carry.state, inputs, start_index)
+  return _segment(_HoistedStepFn(closed_fn), max_steps, threshold,
+                  min(chunk_steps, max_steps), stop_count, (params, tuple(consts)), inputs,
+                  carry, start_index)
+
+
+class _HoistedStepFn:
+  """A closure-converted step function taking ``(params, consts)`` as params."""
+
+  def __init__(self, closed_fn: Callable[..., PonderStep]):
+    self._closed_fn = closed_fn
+
+  def __call__(self, params_and_consts, state, inputs, step_index) -> PonderStep:
+    params, consts = params_and_consts
+    return self._closed_fn(params, state, inputs, step_index, *consts)
+
+
+class _Static:
+  """Static (non-array) data carried through custom_vjp residuals as pytree aux data."""
+
+  def __init__(self, value):
+    self.value = value
+
+
+jax.tree_util.register_pytree_node(_Static, lambda s: ((), s.value), lambda v, _: _Static(v))
+
+
+def _split_differentiable(tree: PyTree) -> tuple[list[Any], Callable[[list[Any]], PyTree]]:
+  """Splits off the inexact leaves of ``tree``; returns them and a re-merger."""
+  leaves, treedef = jax.tree.flatten(tree)
+  is_diff = [jnp.issubdtype(jnp.result_type(x), jnp.inexact) for x in leaves]
+  diff = [x for x, d in zip(leaves, is_diff) if d]
+
+  def merge(new_diff):
+    it = iter(new_diff)
+    return treedef.unflatten([next(it) if d else x for x, d in zip(leaves, is_diff)])
+
+  return diff, merge
+
+
+def _cotangent_of(tree: PyTree, diff_cts: list[jax.Array]) -> PyTree:
+  """Cotangents for ``tree``: ``diff_cts`` for inexact leaves, float0 zeros else."""
+  leaves, treedef = jax.tree.flatten(tree)
+  it = iter(diff_cts)
+  out = []
+  for x in leaves:
+    if jnp.issubdtype(jnp.result_type(x), jnp.inexact):
+      out.append(next(it).astype(jnp.result_type(x)))
+    else:
+      out.append(np.zeros(jnp.shape(x), jax.dtypes.float0))
+  return treedef.unflatten(out)
+
+
+class _LinearizedStep(NamedTuple):
+  """One ponder step and its pullback, its residuals split for storage."""
+
+  out: PonderStep
+  stored: list[jax.Array]  # residuals that change from step to step
+  treedef: Any  # the pullback's pytree structure
+  known_at: list[int | None]  # per residual: its index in _known_values, or None
+
+
+def _linearize_step(step_fn, params, state, inputs, step_index) -> _LinearizedStep:
+  """``jax.vjp`` of one step with respect to the inexact params, state and inputs.
+
+  Residuals that the backward pass has anyway (found by identity; see
+  :func:`_known_values`: the loop-invariant ``params`` and ``inputs``, and the
+  step's new state, which is recorded for Eq. 17, e.g. ``tanh``'s output) are
+  not stored again. Everything else the pullback needs is returned in
+  ``stored``.
+  """
+  params_diff, merge_params = _split_differentiable(params)
+  inputs_diff, merge_inputs = _split_differentiable(inputs)
+
+  def step(p_diff, s, x_diff):
+    return step_fn(merge_params(p_diff), s, merge_inputs(x_diff), step_index)
+
+  out, pullback = jax.vjp(step, params_diff, state, inputs_diff)
+  residuals, treedef = jax.tree.flatten(pullback)
+  known = _known_values(params, inputs, out.state)
+  known_at = [next((i for i, v in enumerate(known) if r is v), None) for r in residuals]
+  stored = [r for r, i in zip(residuals, known_at) if i is None]
+  return _LinearizedStep(out, stored, treedef, known_at)
+
+
+def _known_values(params, inputs, new_state) -> list[jax.Array]:
+  """The arrays the backward pass has for a step without storing its residuals."""
+  return jax.tree.leaves((params, inputs, new_state))
+
+
+def _record_buffers(step_fn, params, state, inputs, step_out: PonderStep, chunk: int):
+  """``chunk``-long buffers for the recorded residuals, states and outputs.
+
+  Uninitialised where the backend allows (GPU); only written slots are read.
+  """
+  stored = jax.eval_shape(lambda *a: _linearize_step(step_fn, *a).stored,
+                          params, state, inputs, jnp.int32(0))
+  return jax.tree.map(lambda x: jax.lax.empty((chunk,) + x.shape, x.dtype),
+                      (stored, step_out.state, step_out.output))
+
+
+def _record(buffers, lin: _LinearizedStep, slot: jax.Array):
+  """Writes one linearized step into slot ``slot`` of the record buffers."""
+  return jax.tree.map(lambda buf, x: jax.lax.dynamic_update_index_in_dim(buf, x, slot, 0),
+                      buffers, (lin.stored, lin.out.state, lin.out.output))
+
+
+def _still_running(carry: halting.Halting, stop_count: int) -> jax.Array:
+  """Whether more than ``stop_count`` examples are still running."""
+  return jnp.sum(carry.running, dtype=jnp.int32) > stop_count
+
+
+def _run_segment(step_fn, max_steps, threshold, chunk, stop_count, params, inputs, carry,
+                 start_index, record: bool):
+  """The forward while loop of :func:`run_segment`.
+
+  With ``record`` it runs in two phases: the first ``chunk`` steps are
+  linearized and their pullback residuals, states and outputs (for
+  ``dL/dp^n``, Eq. 17) recorded; later steps run plainly, keeping the state
+  entering every ``chunk``-th step as a checkpoint from which the backward
+  pass recomputes that chunk. Buffers are ``chunk`` and
+  ``ceil(max_steps / chunk)`` long, so their cost does not grow with
+  ``max_steps`` times the state.
+
+  Returns:
+    The halting state, the index of the next step and the record (or None).
+  """
+  num_chunks = -(-max_steps // chunk)
+  not_done = lambda carry: _still_running(carry, stop_count)
+
+  def plain_steps(step_index, carry, stop_index):
+    """Runs steps until ``stop_index`` or until few enough examples run."""
+    def body(loop):
+      step_index, carry = loop
+      out = step_fn(params, carry.state, inputs, step_index)
+      return step_index + 1, halting.advance(carry, out, step_index, max_steps, threshold)
+
+    return jax.lax.while_loop(lambda loop: (loop[0] < stop_index) & not_done(loop[1]), body,
+                              (step_index, carry))
+
+  if not record:
+    end_index, carry = plain_steps(start_index, carry, max_steps)
+    return carry, end_index, None
+
+  structure = {}
+
+  def recording_body(loop):
+    step_index, carry, buffers = loop
+    lin = _linearize_step(step_fn, params, carry.state, inputs, step_index)
+    structure.update(treedef=lin.treedef, known_at=tuple(lin.known_at))
+    return (step_index + 1, halting.advance(carry, lin.out, step_index, max_steps, threshold),
+            _record(buffers, lin, step_index - start_index))
+
+  step_out = jax.eval_shape(step_fn, params, carry.state, inputs, start_index)
+  buffers = _record_buffers(step_fn, params, carry.state, inputs, step_out, chunk)
+  end_index, carry, buffers = jax.lax.while_loop(
+      lambda loop: (loop[0] < start_index + chunk) & not_done(loop[1]), recording_body,
+      (start_index, carry, buffers))
+  checkpoints = jax.tree.map(lambda x: jax.lax.empty((num_chunks,) + x.shape, x.dtype),
+                             carry.state)
+
+  def checkpointed_chunk(loop):  # keeps the state entering the chunk, then runs it
+    step_index, carry, checkpoints = loop
+    slot = (step_index - start_index) // chunk
+    checkpoints = jax.tree.map(
+        lambda buf, s: jax.lax.dynamic_update_index_in_dim(buf, s, slot, 0),
+        checkpoints, carry.state)
+    step_index, carry = plain_steps(step_index, carry, step_index + chunk)
+    return step_index, carry, checkpoints
+
+  if num_chunks > 1:
+    end_index, carry, checkpoints = jax.lax.while_loop(
+        lambda loop: not_done(loop[1]), checkpointed_chunk, (end_index, carry, checkpoints))
+  static = _Static((structure["treedef"], structure["known_at"],
+                    step_out.halting_logit.dtype))
+  return carry, end_index, (buffers, checkpoints, static)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3, 4))
+def _segment(step_fn, max_steps, threshold, chunk, stop_count, params, inputs, carry,
+             start_index):
+  carry, end_index, _ = _run_segment(step_fn, max_steps, threshold, chunk, stop_count, params,
+                                     inputs, carry, start_index, record=False)
+  return carry, end_index
+
+
+def _segment_fwd(step_fn, max_steps, threshold, chunk, stop_count, params, inputs, carry_in,
+                 start_index):
+  carry, end_index, record_state = _run_segment(
+      step_fn, max_steps, threshold, chunk, stop_count, params, inputs, carry_in, start_index,
+      record=True)
+  residuals = (params, inputs, carry_in.state, carry_in.running, record_state, start_index,
+               end_index, carry.steps, carry.halting_probs)
+  return (carry, end_index), residuals
+
+
+def _segment_bwd(step_fn, max_steps, threshold, chunk, stop_count, residuals, cts):
+  """Backpropagates through the steps taken, last to first (Eqs. 14-20).
+
+  With ``g_p^n = dL/dp^n`` (Eq. 17): for an example that halts in the segment
+  at step ``N``, ``dL/dh^n = g_p^n - g_p^N - dL/dR`` for ``n < N`` (Eq. 19) and
+  0 for ``n = N`` (Eq. 20); for one still running when the segment stops,
+  ``dL/dh^n = g_p^n + dL/dc`` with ``c`` the cumulative sum it hands on. Both
+  are ``g_p^n - last_grad_p``, and ``dL/dc_in = -last_grad_p``. The state
+  ``s^n`` receives ``p^n dL/d(state_sum)`` plus what flows back from step
+  ``n + 1``. Each step's pullback is rebuilt from recorded residuals: the
+  forward pass's for the first chunk of steps, and for each later chunk (last
+  first) residuals recomputed from its checkpoint.
+  """
+  del max_steps, threshold, stop_count
+  (params, inputs, state_in, running_in, record_state, start_index, end_index, steps,
+   probs) = residuals
+  ct, _ = cts
+  first_chunk, checkpoints, static = record_state
+  treedef, known_at, logit_dtype = static.value
+  dtype = ct.cumulative.dtype
+  batch_ndim = steps.ndim
+  halts_here = running_in & (steps > 0)
+  # Each example runs steps [start_index, until): to its N, or to the segment's end.
+  until = jnp.where(running_in, jnp.where(steps > 0, steps, end_index), 0)
+
+  def recompute_chunk(chunk_index):
+    """Re-runs the steps of chunk ``chunk_index`` from its checkpoint, recording."""
+    start = start_index + chunk_index * chunk
+
+    def body(loop):
+      i, state, buffers = loop
+      lin = _linearize_step(step_fn, params, state, inputs, start + i)
+      running = halting.expand_tree(start + i < until, state)
+      state = jax.tree.map(jnp.where, running, lin.out.state, state)
+      return i + 1, state, _record(buffers, lin, i)
+
+    length = jnp.minimum(chunk, end_index - start)
+    state = jax.tree.map(
+        lambda buf: jax.lax.dynamic_index_in_dim(buf, chunk_index, keepdims=False), checkpoints)
+    _, _, buffers = jax.lax.while_loop(
+        lambda loop: loop[0] < length, body,
+        (jnp.int32(0), state,
+         jax.tree.map(lambda b: jax.lax.empty(b.shape, b.dtype), first_chunk)))
+    return buffers
+
+  def backward_step(step_index, buffers, carry):
+    """Backpropagates through step ``step_index``, recorded at its chunk slot."""
+    ct_state, ct_params, ct_inputs, last_grad_p = carry
+    slot = (step_index - start_index) % chunk
+    stored, states, outputs = jax.tree.map(
+        lambda buf: jax.lax.dynamic_index_in_dim(buf, slot, keepdims=False), buffers)
+    per_step = iter(stored)
+    known = _known_values(params, inputs, states)
+    pullback = treedef.unflatten([next(per_step) if i is None else known[i] for i in known_at])
+    running = step_index < until
+    is_last = running & (step_index == steps - 1)
+    at_step = lambda a: jax.lax.dynamic_index_in_dim(a, step_index, -1, keepdims=False)
+    p = at_step(probs)
+    grad_p = (halting.per_example_dot(ct.state_sum, states, batch_ndim, dtype)  # Eq. 17
+              + halting.per_example_dot(ct.output_sum, outputs, batch_ndim, dtype)
+              + at_step(ct.halting_probs))
+    last_grad_p = jnp.where(is_last, grad_p + ct.remainder, last_grad_p)
+    grad_h = jnp.where(running & ~is_last, grad_p - last_grad_p, 0.0)  # Eqs. 19-20
+    grad_logit = grad_h * p * (1.0 - p)  # p^n = h^n wherever grad_h != 0
+
+    def to_step(g, later, like):  # dL/ds^n, dL/dy^n; zero where not running
+      total = halting.expand(p, like) * g.astype(dtype) + later
+      return jnp.where(halting.expand(running, like), total, 0.0).astype(like.dtype)
+
+    ct_out = PonderStep(
+        state=jax.tree.map(to_step, ct.state_sum, ct_state, states),
+        output=jax.tree.map(lambda g, y: to_step(g, 0.0, y), ct.output_sum, outputs),
+        halting_logit=grad_logit.astype(logit_dtype))
+    d_params, d_state, d_inputs = pullback(ct_out)
+    # A halted example's state is carried through the step unchanged.
+    frozen = lambda d, later: d.astype(dtype) + jnp.where(
+        halting.expand(running, later), 0.0, later)
+    add = lambda acc, d: acc + d.astype(dtype)
+    return (jax.tree.map(frozen, d_state, ct_state),
+            jax.tree.map(add, ct_params, d_params), jax.tree.map(add, ct_inputs, d_inputs),
+            last_grad_p)
+
+  def backward_chunk(buffers, start, stop, carry):
+    """Backpropagates through steps ``stop - 1`` down to ``start``."""
+    def step_body(inner):
+      step_index, carry = inner
+      return step_index - 1, backward_step(step_index - 1, buffers, carry)
+
+    _, carry = jax.lax.while_loop(lambda inner: inner[0] > start, step_body, (stop, carry))
+    return carry
+
+  def later_chunk_body(loop):  # chunks 1, 2, ...: residuals recomputed, last chunk first
+    chunk_index, carry = loop
+    chunk_index = chunk_index - 1
+    start = start_index + chunk_index * chunk
+    carry = backward_chunk(recompute_chunk(chunk_index), start,
+                           jnp.minimum(start + chunk, end_index), carry)
+    return chunk_index, carry
+
+  zeros = lambda x: jnp.zeros(jnp.shape(x), dtype)
+  params_diff, _ = _split_differentiable(params)
+  inputs_diff, _ = _split_differentiable(inputs)
+  # The frozen state handed on receives ct.state at the step that produced it.
+  carry = (jax.tree.map(lambda g: g.astype(dtype), ct.state),
+           jax.tree.map(zeros, params_diff), jax.tree.map(zeros, inputs_diff),
+           -ct.cumulative)
+  if jax.tree.leaves(checkpoints)[0].shape[0] > 1:  # some steps may be past the first chunk
+    num_chunks = (end_index - start_index + chunk - 1) // chunk
+    _, carry = jax.lax.while_loop(lambda loop: loop[0] > 1, later_chunk_body,
+                                  (num_chunks, carry))
+  ct_state_in, ct_params, ct_inputs, last_grad_p = backward_chunk(
+      first_chunk, start_index, jnp.minimum(start_index + chunk, end_index), carry)
+  columns = jnp.arange(probs.shape[-1])
+  written = (columns >= start_index) & (columns < end_index)
+  ct_carry_in = halting.Halting(
+      state=jax.tree.map(lambda g, like: g.astype(like.dtype), ct_state_in, state_in),
+      state_sum=ct.state_sum,
+      output_sum=ct.output_sum,
+      cumulative=-last_grad_p,
+      running=np.zeros(running_in.shape, jax.dtypes.float0),
+      steps=np.zeros(steps.shape, jax.dtypes.float0),
+      remainder=jnp.where(halts_here, 0.0, ct.remainder),
+      halting_probs=jnp.where(written, 0.0, ct.halting_probs))
+  return (_cotangent_of(params, ct_params), _cotangent_of(inputs, ct_inputs), ct_carry_in,
+          np.zeros((), jax.dtypes.float0))
+
+
+_segment.defvjp(_segment_fwd, _segment_bwd)

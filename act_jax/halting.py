@@ -1,0 +1,107 @@
+"""The per-step halting arithmetic of ACT (Graves 2016, Eqs. 5-9, 13), shared by
+every loop backend of :func:`act_jax.ponder`.
+
+Pure functions over pytrees. The halting quantities (``h``, ``p``, ``R``, the
+cumulative sum and the mean-field sums) are computed in one dtype,
+``HALTING_DTYPE``, whatever dtype the step function computes in; it is read
+back from the carry (``carry.cumulative.dtype``) everywhere else.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from act_jax.ponder_types import PonderResult, PonderStats, PonderStep, PyTree
+
+HALTING_DTYPE = jnp.float32
+
+
+def expand(per_example: jax.Array, leaf: jax.Array) -> jax.Array:
+  """Reshapes a ``batch_shape`` array to broadcast against ``leaf``."""
+  return per_example.reshape(per_example.shape + (1,) * (leaf.ndim - per_example.ndim))
+
+
+def expand_tree(per_example: jax.Array, tree: PyTree) -> PyTree:
+  """:func:`expand` against every leaf of ``tree``."""
+  return jax.tree.map(lambda leaf: expand(per_example, leaf), tree)
+
+
+def per_example_dot(a: PyTree, b: PyTree, batch_ndim: int, dtype=HALTING_DTYPE) -> jax.Array:
+  """``<a, b>`` per example, summed over all non-batch axes and leaves, in ``dtype``."""
+  dots = [
+      jnp.sum(x.astype(dtype) * y.astype(dtype), axis=tuple(range(batch_ndim, x.ndim)))
+      for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))
+  ]
+  return functools.reduce(jnp.add, dots, jnp.zeros((), dtype))
+
+
+class Halting(NamedTuple):
+  """The halting state of every example after ``n`` ponder steps."""
+
+  state: PyTree  # s^n while running, frozen at s^N once halted
+  state_sum: PyTree  # sum_k p^k s^k (Eq. 9)
+  output_sum: PyTree  # sum_k p^k y^k (Eq. 9)
+  cumulative: jax.Array  # sum_{k<=n, k<N} h^k
+  running: jax.Array  # not yet halted (and not masked out)
+  steps: jax.Array  # N once halted, else 0
+  remainder: jax.Array  # R once halted, else 0
+  halting_probs: jax.Array  # p^k, batch_shape + (max_steps,)
+
+
+def initial_halting(step_out: PonderStep, state: PyTree, mask: jax.Array, max_steps: int,
+                    dtype=HALTING_DTYPE) -> Halting:
+  """The halting state before the first step; shapes from ``step_out``."""
+  zeros = lambda x: jnp.zeros(x.shape, dtype)
+  batch_shape = step_out.halting_logit.shape
+  return Halting(
+      state=state,
+      state_sum=jax.tree.map(zeros, step_out.state),
+      output_sum=jax.tree.map(zeros, step_out.output),
+      cumulative=jnp.zeros(batch_shape, dtype),
+      running=mask,
+      steps=jnp.zeros(batch_shape, jnp.int32),
+      remainder=jnp.zeros(batch_shape, dtype),
+      halting_probs=jnp.zeros(batch_shape + (max_steps,), dtype),
+  )
+
+
+def advance(carry: Halting, step_out: PonderStep, step_index: jax.Array, max_steps: int,
+            threshold: float) -> Halting:
+  """Accounts for ponder step ``n = step_index + 1`` (Eqs. 5-9, 13)."""
+  dtype = carry.cumulative.dtype
+  h = jax.nn.sigmoid(step_out.halting_logit.astype(dtype))  # Eq. 5
+  running = carry.running
+  halts = running & ((carry.cumulative + h >= threshold)  # Eq. 7
+                     | (step_index == max_steps - 1))  # Eq. 13
+  remainder = 1.0 - carry.cumulative  # Eq. 8
+  p = jnp.where(halts, remainder, jnp.where(running, h, 0.0))  # Eq. 6
+
+  def accumulate(total, leaf):  # Eq. 9
+    return total + expand(p, total) * leaf.astype(dtype)
+
+  return Halting(
+      state=jax.tree.map(lambda new, old: jnp.where(expand(running, new), new, old),
+                         step_out.state, carry.state),
+      state_sum=jax.tree.map(accumulate, carry.state_sum, step_out.state),
+      output_sum=jax.tree.map(accumulate, carry.output_sum, step_out.output),
+      cumulative=jnp.where(running & ~halts, carry.cumulative + h, carry.cumulative),
+      running=running & ~halts,
+      steps=jnp.where(halts, step_index + 1, carry.steps),
+      remainder=jnp.where(halts, remainder, carry.remainder),
+      halting_probs=jax.lax.dynamic_update_index_in_dim(carry.halting_probs, p, step_index,
+                                                        axis=-1),
+  )
+
+
+def finish(carry: Halting, state: PyTree) -> PonderResult:
+  """Packs the mean fields; examples masked out keep ``state``."""
+  computed = carry.steps > 0
+  mean_state = jax.tree.map(
+      lambda total, old: jnp.where(expand(computed, old), total.astype(old.dtype), old),
+      carry.state_sum, state)
+  return PonderResult(mean_state, carry.output_sum,
+                      PonderStats(carry.steps, carry.remainder, carry.halting_probs))
