@@ -235,6 +235,7 @@ def _ponder_while_bwd(step_fn, max_steps, threshold, chunk, residuals, ct: Ponde
   treedef, invariant_at, logit_dtype = static.value
   invariants = jax.tree.leaves((params, inputs))
   batch_ndim = steps.ndim
+  dtype = probs.dtype  # the halting dtype
 
   def recompute_chunk(chunk_index):
     """Re-runs the steps of chunk ``chunk_index`` from its checkpoint, recording."""
@@ -265,15 +266,15 @@ def _ponder_while_bwd(step_fn, max_steps, threshold, chunk, residuals, ct: Ponde
     running = step_index < steps
     is_last = step_index == steps - 1
     p = probs[..., step_index]
-    grad_p = (halting.per_example_dot(ct.state, states, batch_ndim)  # Eq. 17
-              + halting.per_example_dot(ct.output, outputs, batch_ndim)
+    grad_p = (halting.per_example_dot(ct.state, states, batch_ndim, dtype)  # Eq. 17
+              + halting.per_example_dot(ct.output, outputs, batch_ndim, dtype)
               + ct.stats.halting_probs[..., step_index])
     last_grad_p = jnp.where(is_last, grad_p + ct.stats.remainder, last_grad_p)
     grad_h = jnp.where(running & ~is_last, grad_p - last_grad_p, 0.0)  # Eqs. 19-20
     grad_logit = grad_h * p * (1.0 - p)  # p^n = h^n wherever grad_h != 0
 
     def to_step(g, later, like):  # dL/ds^n, dL/dy^n; zero where not running
-      total = halting.expand(p, like) * g.astype(jnp.float32) + later
+      total = halting.expand(p, like) * g.astype(dtype) + later
       return jnp.where(halting.expand(running, like), total, 0.0).astype(like.dtype)
 
     ct_out = PonderStep(
@@ -282,9 +283,9 @@ def _ponder_while_bwd(step_fn, max_steps, threshold, chunk, residuals, ct: Ponde
         halting_logit=grad_logit.astype(logit_dtype))
     d_params, d_state, d_inputs = pullback(ct_out)
     # A halted example's state is carried through the step unchanged.
-    frozen = lambda d, later: d.astype(jnp.float32) + jnp.where(
+    frozen = lambda d, later: d.astype(dtype) + jnp.where(
         halting.expand(running, later), 0.0, later)
-    add = lambda acc, d: acc + d.astype(jnp.float32)
+    add = lambda acc, d: acc + d.astype(dtype)
     return (jax.tree.map(frozen, d_state, ct_state),
             jax.tree.map(add, ct_params, d_params), jax.tree.map(add, ct_inputs, d_inputs),
             last_grad_p)
@@ -306,11 +307,11 @@ def _ponder_while_bwd(step_fn, max_steps, threshold, chunk, residuals, ct: Ponde
                            jnp.minimum(start + chunk, steps_taken), carry)
     return chunk_index, carry
 
-  f32_zeros = lambda x: jnp.zeros(jnp.shape(x), jnp.float32)
+  zeros = lambda x: jnp.zeros(jnp.shape(x), dtype)
   params_diff, _ = _split_differentiable(params)
   inputs_diff, _ = _split_differentiable(inputs)
-  carry = (jax.tree.map(f32_zeros, ct.state), jax.tree.map(f32_zeros, params_diff),
-           jax.tree.map(f32_zeros, inputs_diff), jnp.zeros(steps.shape, jnp.float32))
+  carry = (jax.tree.map(zeros, ct.state), jax.tree.map(zeros, params_diff),
+           jax.tree.map(zeros, inputs_diff), jnp.zeros(steps.shape, dtype))
   if jax.tree.leaves(checkpoints)[0].shape[0] > 1:  # some steps are past the first chunk
     num_chunks = (steps_taken + chunk - 1) // chunk
     _, carry = jax.lax.while_loop(lambda loop: loop[0] > 1, later_chunk_body,
@@ -320,7 +321,7 @@ def _ponder_while_bwd(step_fn, max_steps, threshold, chunk, residuals, ct: Ponde
   passed_through = steps == 0  # masked out: the result's state is the input state
   ct_state0 = jax.tree.map(
       lambda through, back, like: (back + jnp.where(halting.expand(passed_through, like),
-                                                    through.astype(jnp.float32), 0.0)
+                                                    through.astype(dtype), 0.0)
                                    ).astype(jnp.result_type(like)),
       ct.state, ct_state0, state)
   return (_cotangent_of(params, ct_params), ct_state0, _cotangent_of(inputs, ct_inputs),
