@@ -3,8 +3,10 @@ every loop backend of :func:`act_jax.ponder`.
 
 Pure functions over pytrees. The halting quantities (``h``, ``p``, ``R``, the
 cumulative sum and the mean-field sums) are computed in one dtype,
-``HALTING_DTYPE``, whatever dtype the step function computes in; it is read
-back from the carry (``carry.cumulative.dtype``) everywhere else.
+:func:`halting_dtype`: float32, or the step function's wider float type
+(float64 under ``jax_enable_x64``); bfloat16 and float16 models halt in
+float32. It is read back from the carry (``carry.cumulative.dtype``)
+everywhere after :func:`initial_halting`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,25 @@ import jax.numpy as jnp
 
 from act_jax.ponder_types import PonderResult, PonderStats, PonderStep, PyTree
 
-HALTING_DTYPE = jnp.float32
+MIN_HALTING_DTYPE = jnp.float32  # the narrowest dtype the halting arithmetic runs in
+
+
+def halting_dtype(step_out: PonderStep) -> jnp.dtype:
+  """The dtype of the halting arithmetic for a step function's (abstract) output.
+
+  The widest of float32 and the float types of the halting logit and of the
+  state and output leaves: float32 for bfloat16, float16 and float32 models,
+  float64 for a float64 model.
+  """
+  floats = [leaf.dtype for leaf in jax.tree.leaves(step_out)
+            if jnp.issubdtype(leaf.dtype, jnp.floating)]
+  return jnp.dtype(functools.reduce(jnp.promote_types, floats, MIN_HALTING_DTYPE))
+
+
+def threshold_for(epsilon: float, dtype: jnp.dtype) -> float:
+  """``1 - epsilon`` computed in ``dtype`` (Eq. 7), as a Python float."""
+  one_in = jnp.dtype(dtype).type
+  return float(one_in(1.0) - one_in(epsilon))
 
 
 def expand(per_example: jax.Array, leaf: jax.Array) -> jax.Array:
@@ -30,7 +50,7 @@ def expand_tree(per_example: jax.Array, tree: PyTree) -> PyTree:
   return jax.tree.map(lambda leaf: expand(per_example, leaf), tree)
 
 
-def per_example_dot(a: PyTree, b: PyTree, batch_ndim: int, dtype=HALTING_DTYPE) -> jax.Array:
+def per_example_dot(a: PyTree, b: PyTree, batch_ndim: int, dtype: jnp.dtype) -> jax.Array:
   """``<a, b>`` per example, summed over all non-batch axes and leaves, in ``dtype``."""
   dots = [
       jnp.sum(x.astype(dtype) * y.astype(dtype), axis=tuple(range(batch_ndim, x.ndim)))
@@ -52,9 +72,10 @@ class Halting(NamedTuple):
   halting_probs: jax.Array  # p^k, batch_shape + (max_steps,)
 
 
-def initial_halting(step_out: PonderStep, state: PyTree, mask: jax.Array, max_steps: int,
-                    dtype=HALTING_DTYPE) -> Halting:
-  """The halting state before the first step; shapes from ``step_out``."""
+def initial_halting(step_out: PonderStep, state: PyTree, mask: jax.Array,
+                    max_steps: int) -> Halting:
+  """The halting state before the first step; shapes and dtype from ``step_out``."""
+  dtype = halting_dtype(step_out)
   zeros = lambda x: jnp.zeros(x.shape, dtype)
   batch_shape = step_out.halting_logit.shape
   return Halting(
@@ -71,17 +92,25 @@ def initial_halting(step_out: PonderStep, state: PyTree, mask: jax.Array, max_st
 
 def advance(carry: Halting, step_out: PonderStep, step_index: jax.Array, max_steps: int,
             threshold: float) -> Halting:
-  """Accounts for ponder step ``n = step_index + 1`` (Eqs. 5-9, 13)."""
+  """Accounts for ponder step ``n = step_index + 1`` (Eqs. 5-9, 13).
+
+  Only running examples add to the mean fields (selected, not multiplied by a
+  zero weight, so a NaN or inf computed for a halted or masked example stays
+  out). A NaN halting probability halts its example at once with a NaN
+  remainder, so its outputs and ponder cost are NaN and the rest of the batch
+  goes on unaffected.
+  """
   dtype = carry.cumulative.dtype
   h = jax.nn.sigmoid(step_out.halting_logit.astype(dtype))  # Eq. 5
   running = carry.running
-  halts = running & ((carry.cumulative + h >= threshold)  # Eq. 7
+  halts = running & (~(carry.cumulative + h < threshold)  # Eq. 7; NaN halts
                      | (step_index == max_steps - 1))  # Eq. 13
-  remainder = 1.0 - carry.cumulative  # Eq. 8
+  remainder = jnp.where(jnp.isnan(h), jnp.nan, 1.0 - carry.cumulative)  # Eq. 8
   p = jnp.where(halts, remainder, jnp.where(running, h, 0.0))  # Eq. 6
 
   def accumulate(total, leaf):  # Eq. 9
-    return total + expand(p, total) * leaf.astype(dtype)
+    return jnp.where(expand(running, total), total + expand(p, total) * leaf.astype(dtype),
+                     total)
 
   return Halting(
       state=jax.tree.map(lambda new, old: jnp.where(expand(running, new), new, old),

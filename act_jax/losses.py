@@ -46,11 +46,11 @@ def ponder_penalty(
       out (the ponder statistics are already 0 at masked steps).
 
   Returns:
-    A float32 scalar.
+    A scalar in float32, or in ``ponder_cost``'s dtype if wider (float64).
   """
   check_time_penalty(time_penalty)
-  cost = ponder_cost.astype(jnp.float32)
+  cost = ponder_cost.astype(jnp.promote_types(ponder_cost.dtype, jnp.float32))
   if mask is not None:
     cost = jnp.where(jnp.asarray(mask), cost, 0.0)
   per_example = jnp.sum(cost.reshape(cost.shape[0], -1), axis=1)
-  return jnp.asarray(time_penalty, jnp.float32) * jnp.mean(per_example)
+  return jnp.asarray(time_penalty, cost.dtype) * jnp.mean(per_example)

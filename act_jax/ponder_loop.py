@@ -26,7 +26,8 @@ constant, ``R(t) = 1 - sum_{n<N} h^n`` carries gradient into both the ponder
 cost and the last weight ``p^N``, and ``h^N`` gets none (Eqs. 14-20).
 
 Halting arithmetic (``h``, ``p``, ``R``, the cumulative sum and the
-mean-field sums) is float32 whatever dtype the step function computes in.
+mean-field sums) runs in float32, or in the step function's wider float type
+(float64 under ``jax_enable_x64``): :func:`act_jax.halting.halting_dtype`.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+from act_jax import halting
 from act_jax.backends import compact, scan, while_loop
 from act_jax.ponder_types import PonderResult, PonderStats, PonderStep, PyTree, StepFn
 
@@ -157,7 +158,8 @@ def ponder(
       chunk_steps < 1):
     raise ValueError(f"chunk_steps must be an integer >= 1, got {chunk_steps!r}")
   step_index = jnp.zeros((), jnp.int32)
-  batch_shape = _check_step_shapes(step_fn, params, state, inputs, step_index)
+  step_out = _check_step_shapes(step_fn, params, state, inputs, step_index)
+  batch_shape = step_out.halting_logit.shape
   if mask is None:
     mask = jnp.ones(batch_shape, bool)
   else:
@@ -166,7 +168,7 @@ def ponder(
       raise ValueError(
           f"mask must be a bool array of the batch shape {batch_shape}, got "
           f"{mask.dtype}{list(mask.shape)}")
-  threshold = float(np.float32(1.0) - np.float32(epsilon))
+  threshold = halting.threshold_for(epsilon, halting.halting_dtype(step_out))
   if independent_examples:
     _check_independent_examples(batch_shape, inputs)
   if backend == "scan":
@@ -189,8 +191,8 @@ def _check_independent_examples(batch_shape: tuple[int, ...], inputs: PyTree) ->
           f"{list(jnp.shape(leaf))}")
 
 
-def _check_step_shapes(step_fn, params, state, inputs, step_index) -> tuple[int, ...]:
-  """Traces one step abstractly; returns the batch shape or raises ValueError."""
+def _check_step_shapes(step_fn, params, state, inputs, step_index) -> PonderStep:
+  """Traces one step abstractly; returns its abstract output or raises ValueError."""
   try:
     out = jax.eval_shape(step_fn, params, state, inputs, step_index)
   except (TypeError, ValueError) as e:
@@ -211,6 +213,10 @@ def _check_step_shapes(step_fn, params, state, inputs, step_index) -> tuple[int,
         f"step_fn changed the state structure: {in_tree} -> {out_tree}")
   for (path, a), (_, b) in zip(in_leaves, out_leaves):
     name = jax.tree_util.keystr(path) or "<state>"
+    if not jnp.issubdtype(jnp.result_type(a), jnp.floating):
+      raise ValueError(
+          f"state leaf {name} is {jnp.result_type(a)}{list(jnp.shape(a))}: ACT averages the "
+          "state over ponder steps (Eq. 9), so every state leaf must be floating point")
     if jnp.shape(a) != b.shape or jnp.result_type(a) != b.dtype:
       raise ValueError(
           f"step_fn changed state leaf {name} from {jnp.result_type(a)}"
@@ -222,6 +228,6 @@ def _check_step_shapes(step_fn, params, state, inputs, step_index) -> tuple[int,
         raise ValueError(
             f"{kind} leaf {name} has shape {list(leaf.shape)}, whose leading "
             f"axes do not match the halting logit's batch shape {list(batch_shape)}")
-  return batch_shape
+  return out
 
 

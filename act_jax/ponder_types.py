@@ -43,9 +43,10 @@ class PonderStats(NamedTuple):
   Attributes:
     steps: ``N(t)``, the number of updates taken (Eq. 13), int32; 0 where the
       example (or input step) was masked out.
-    remainder: ``R(t) = 1 - sum_{n<N} h_t^n`` (Eq. 8), float32; 0 where masked.
-    halting_probs: ``p_t^n`` (Eq. 6), float32, with a trailing ``max_steps``
-      axis, zero for ``n > N(t)``.
+    remainder: ``R(t) = 1 - sum_{n<N} h_t^n`` (Eq. 8), in the halting dtype
+      (float32, or float64 for a float64 model); 0 where masked.
+    halting_probs: ``p_t^n`` (Eq. 6), in the halting dtype, with a trailing
+      ``max_steps`` axis, zero for ``n > N(t)``.
   """
 
   steps: jax.Array
@@ -64,7 +65,9 @@ class PonderResult(NamedTuple):
   Attributes:
     state: the mean-field state ``s_t = sum_n p_t^n s_t^n`` (Eq. 9), in the
       dtypes of the input state. Examples masked out keep the input state.
-    output: the mean-field output ``y_t = sum_n p_t^n y_t^n`` (Eq. 9), float32.
+    output: the mean-field output ``y_t = sum_n p_t^n y_t^n`` (Eq. 9), in the
+      halting dtype (float32, or float64 for a float64 model); exactly zero
+      for examples masked out.
     stats: ``N``, ``R`` and ``p``, shape ``batch_shape`` (``p``: plus
       ``max_steps``).
   """

@@ -19,16 +19,19 @@ def sigmoid(z):
   return 1.0 / (1.0 + jnp.exp(-z))
 
 
-def halting_steps(step, params, state, x, max_steps, epsilon):
-  """N for one example: the first n with sum_{k<=n} h^k >= 1 - eps, or M."""
-  threshold = np.float32(1.0) - np.float32(epsilon)
-  total = np.float32(0.0)
+def halting_steps(step, params, state, x, max_steps, epsilon, dtype=np.float32):
+  """N for one example: the first n with sum_{k<=n} h^k >= 1 - eps, or M.
+
+  The sums run in ``dtype``: float32, or float64 for a float64 model.
+  """
+  threshold = dtype(1.0) - dtype(epsilon)
+  total = dtype(0.0)
   for n in range(1, max_steps + 1):
     state, _, logit = step(params, state, x, n)
-    h = np.float32(sigmoid(jnp.float32(logit)))
+    h = dtype(sigmoid(jnp.asarray(logit, dtype)))
     if total + h >= threshold or n == max_steps:
       return n
-    total = np.float32(total + h)
+    total = dtype(total + h)
 
 
 def example_forward(step, params, state, x, n_steps, max_steps):
@@ -39,7 +42,7 @@ def example_forward(step, params, state, x, n_steps, max_steps):
   probs = []
   for n in range(1, n_steps + 1):
     state, output, logit = step(params, state, x, n)
-    h = sigmoid(logit.astype(jnp.float32))
+    h = sigmoid(logit.astype(jnp.promote_types(logit.dtype, jnp.float32)))
     if n < n_steps:
       p = h
       total_h = total_h + h
