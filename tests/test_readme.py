@@ -45,7 +45,14 @@ def _commands():
     for line in block.replace("\\\n", " ").splitlines():
       line = line.split(" #")[0].strip()
       if line and not line.startswith("#"):
-        commands += [shlex.split(part) for part in line.split("&&")]
+        command = []
+        for token in shlex.split(line):  # "&&" inside quotes stays in its argument
+          if token == "&&":
+            commands.append(command)
+            command = []
+          else:
+            command.append(token)
+        commands.append(command)
   return commands
 
 
