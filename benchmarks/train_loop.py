@@ -56,7 +56,8 @@ def _parity(num_steps: int, **overrides):
   config = parity.get_config("first_k")
   config.update({"learning_rate": FROZEN, "num_steps": num_steps, "log_every": num_steps // 4,
                  "eval_every": 10 * num_steps, "checkpoint_every": 10 * num_steps,
-                 "eval_batches": 1, "eval_batch_size": 128, "plot": False, **overrides})
+                 "eval_batches": 1, "eval_batch_size": 128, "figure_examples": 0, "plot": False,
+                 **overrides})
   return config
 
 
@@ -65,7 +66,8 @@ def _text(num_steps: int, **overrides):
   config.task_options.window = 100
   config.update({"learning_rate": FROZEN, "num_steps": num_steps, "log_every": num_steps // 4,
                  "eval_every": 10 * num_steps, "checkpoint_every": 10 * num_steps,
-                 "eval_batches": 1, "eval_batch_size": 16, "plot": False, **overrides})
+                 "eval_batches": 1, "eval_batch_size": 16, "figure_examples": 0, "plot": False,
+                 **overrides})
   return config
 
 
@@ -99,7 +101,8 @@ def startup_seconds(cache: str, workdir: str) -> float:
   """Seconds from starting ``launch.train`` (parity first_k) to its first progress line."""
   command = [sys.executable, "-m", "launch.train", "--config=tasks/configs/parity.py:first_k",
              f"--workdir={workdir}", f"--compilation_cache={cache}", "--config.num_steps=1",
-             "--config.log_every=1", "--config.eval_batches=1", "--config.plot=False"]
+             "--config.log_every=1", "--config.eval_batches=1", "--config.figure_examples=0",
+             "--config.plot=False"]
   start = time.perf_counter()
   proc = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, text=True,
                           stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": REPO})

@@ -97,9 +97,6 @@ def validate(config: ml_collections.ConfigDict) -> Task:
     raise ConfigError(f"config.cell must be one of {sorted(models.CELLS)}, got {config.cell!r}")
   if config.mode == "repeat":
     _positive_int(config, "repeats")
-  if not isinstance(config.independent_examples, bool):
-    raise ConfigError("config.independent_examples must be True or False, got "
-                      f"{config.independent_examples!r}")
   _check_networks(config)
   _non_negative_int(config, "restore_step", "0: the latest checkpoint")
   _non_negative_int(config, "figure_examples", "0: no figure set")

@@ -144,7 +144,6 @@ def test_sigterm_is_a_stop_request():
     ("mode", "sometimes", "mode.*'sometimes'"),
     ("learning_rate", 0.0, "learning_rate.*0.0"),
     ("time_budget_minutes", -1.0, "time_budget_minutes.*-1.0"),
-    ("independent_examples", "yes", "independent_examples.*'yes'"),
 ])
 def test_bad_config_is_a_clear_error(field, value, message, tmp_path):
   config = _tiny()
