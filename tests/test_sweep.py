@@ -106,6 +106,19 @@ def test_the_paper_grids_have_37_taus_and_20_networks_per_tau():
     assert "tau=0.0003" in [t.id for t in loaded.trials]
 
 
+def test_fojo_parity_sweep_has_their_table_with_three_seeds():
+  loaded = trials.load_sweep("launch/sweeps/fojo_parity.py")
+  assert loaded.config == "tasks/configs/parity.py:first_k"
+  assert len(loaded.trials) == 27 and len({t.id for t in loaded.trials}) == 27
+  models = {(t.overrides.get("mode", "act"), t.overrides.get("tau"), t.overrides.get("repeats"))
+            for t in loaded.trials}
+  assert models == {("act", 0.1, None), ("act", 0.01, None), ("act", 0.005, None),
+                    ("act", 0.001, None), ("repeat", None, 2), ("repeat", None, 3),
+                    ("repeat", None, 5), ("repeat", None, 8), ("none", None, None)}
+  assert sorted({t.overrides["seed"] for t in loaded.trials}) == [0, 1, 2]
+  assert all(t.overrides["num_steps"] == 400_000 for t in loaded.trials)
+
+
 def test_cpu_and_tiny_sweeps():
   cpu = trials.load_sweep("launch/sweeps/parity_cpu.py")
   assert cpu.config == "tasks/configs/parity.py:first_k"
