@@ -34,10 +34,11 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 from flax import nnx
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import act_jax
-from tasks import checkpoints, evaluation, models, networks
+from tasks import checkpoints, evaluation, models, networks, solved
 from tasks.config_checks import ConfigError, check_finite
 from tasks.configs import common
 from tasks.data import Batch
@@ -47,11 +48,11 @@ from tasks.registry import BITS_PER_CHARACTER, Task, get_task
 RESUMABLE_CHANGES = frozenset(
     {"num_steps", "time_budget_minutes", "log_every", "eval_every", "eval_batches",
      "checkpoint_every", "plot", "distributed", "steps_per_call", "restore_step",
-     "figure_examples", "independent_examples"})
+     "figure_examples", "independent_examples", "solved_at", "solved_evals"})
 # Fields added to the configs after runs were saved: a saved config.json without
 # them holds their default values (common.base_config).
 _ADDED_FIELDS = ("num_networks", "taus", "distributed", "steps_per_call", "restore_step",
-                 "independent_examples")
+                 "independent_examples", "solved_at", "solved_evals")
 # Task options added after runs were saved, with the value those runs had.
 _ADDED_TASK_OPTIONS = {"text": {"check_sha1": True}}
 
@@ -79,8 +80,11 @@ def validate(config: ml_collections.ConfigDict) -> Task:
   except ValueError as e:
     raise ConfigError(str(e)) from e
   for name in ("num_steps", "batch_size", "eval_batch_size", "eval_batches", "log_every",
-               "eval_every", "checkpoint_every", "hidden_size", "steps_per_call"):
+               "eval_every", "checkpoint_every", "hidden_size", "steps_per_call", "solved_evals"):
     _positive_int(config, name)
+  solved_at = config.solved_at
+  if isinstance(solved_at, bool) or not isinstance(solved_at, (int, float)) or not solved_at >= 0:
+    raise ConfigError(f"config.solved_at must be >= 0 (0: train to num_steps), got {solved_at!r}")
   budget = config.time_budget_minutes
   if isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget < 0:
     raise ConfigError(f"config.time_budget_minutes must be >= 0 (0: none), got {budget!r}")
@@ -562,6 +566,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     deleted = checkpoints.delete_after(manager, step)
     if deleted:
       logging.info("deleted the checkpoints after step %d: steps %s", step, deleted)
+  tracker = solved.SolvedTracker(
+      config.solved_at, config.solved_evals, config.num_networks,
+      solved.eval_history(workdir, task.metric, config.num_networks, step)
+      if config.solved_at > 0 else ())
+  if jax.process_count() > 1:  # every process has read metrics.jsonl before process 0 rewrites it
+    multihost_utils.sync_global_devices("read the evaluation history")
   writer = _MetricWriter(workdir, step)
   source = networks.network_batches(config, task, mesh)
   taus = networks.network_taus(config)
@@ -575,10 +585,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     manager.save(step, args=ocp.args.StandardSave(
         _checkpoint_layout(state, config.num_networks)))
 
+  evaluated: dict[int, evaluation.Evaluation] = {}  # the last evaluation, by its step
+
   def evaluate_and_write(step: int, state: networks.TrainState) -> evaluation.Evaluation:
-    result = evaluation.evaluate_networks(graphdefs.model, state.model, config, source)
-    writer.write(step, "eval", _metric_row(result.pooled, result.networks))
-    return result
+    if step not in evaluated:
+      result = evaluation.evaluate_networks(graphdefs.model, state.model, config, source)
+      writer.write(step, "eval", _metric_row(result.pooled, result.networks))
+      tracker.add(step, [network[task.metric] for network in result.networks])
+      evaluated.clear()
+      evaluated[step] = result
+    return evaluated[step]
 
   compile_start = time.perf_counter()
   run_steps = train_steps.lower(
@@ -591,7 +607,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   out_of_time = lambda: (config.time_budget_minutes > 0
                          and time.time() - start_time > 60 * config.time_budget_minutes)
   with _StopRequests() as stop:
-    while step < config.num_steps and not out_of_time() and not stop.requested:
+    while (step < config.num_steps and not out_of_time() and not stop.requested
+           and not tracker.all_solved):
       count = min(_next_stop(step, config) - step, steps_per_call)
       call_start = time.perf_counter()
       state, sums = run_steps(state, source.sampler_data, seeds, tau_per_network,
@@ -617,6 +634,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         result = evaluate_and_write(step, state).pooled
         logging.info("eval at step %d | %s %.4f | N %.2f | rho %.2f", step, short,
                      result[task.metric], result["mean_steps"], result["mean_ponder"])
+        if tracker.all_solved:
+          logging.info("solved at step %d (%s averaged over the last %d evaluations <= %g)",
+                       step, short, config.solved_evals, config.solved_at)
       if step % config.checkpoint_every == 0:
         save(step, state)
     save(step, state)
@@ -629,7 +649,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   result = evaluate_and_write(step, state)
   writer.close()
-  results = _results(config, task, step, taus, result, _figure(config, graphdefs, state, mesh))
+  results = _results(config, task, step, taus, result, _figure(config, graphdefs, state, mesh),
+                     tracker.solved_steps)
   if _is_primary():
     with open(os.path.join(workdir, "results.json"), "w") as f:
       json.dump(strict_json(results), f, indent=2, allow_nan=False)
@@ -649,16 +670,23 @@ def _figure(config: ml_collections.ConfigDict, graphdefs: networks.GraphDefs,
 
 def _results(config: ml_collections.ConfigDict, task: Task, step: int, taus: Sequence[float],
              result: evaluation.Evaluation,
-             figure: evaluation.Evaluation | None) -> dict[str, Any]:
+             figure: evaluation.Evaluation | None,
+             solved_steps: Sequence[int | None]) -> dict[str, Any]:
   """``results.json``: the held-out stream's evaluation, pooled and per network, and
-  under ``figure`` that of the difficulty figure's examples."""
+  under ``figure`` that of the difficulty figure's examples. With ``config.solved_at``
+  set, ``solved_step`` is each network's (``tasks/solved.py``; None: not solved), the
+  last of them at the top level (None unless every network was solved)."""
   with_figure = lambda summary, i: (
       {**summary, "figure": (figure.pooled if i is None else figure.networks[i])}
       if figure else summary)
+  solved = lambda step: {"solved_step": step} if config.solved_at > 0 else {}
   return {"task": config.task, "step": step, "tau": float(np.mean(taus)),
           "act": config.mode == "act", "mode": config.mode, "metric": task.metric,
-          "difficulty": task.difficulty, **with_figure(result.pooled, None),
-          "networks": [with_figure({"seed": config.seed + i, "tau": tau, **network}, i)
+          "difficulty": task.difficulty,
+          **solved(None if None in solved_steps else max(solved_steps)),
+          **with_figure(result.pooled, None),
+          "networks": [with_figure({"seed": config.seed + i, "tau": tau, **solved(solved_steps[i]),
+                                    **network}, i)
                        for i, (tau, network) in enumerate(zip(taus, result.networks))]}
 
 
@@ -684,6 +712,10 @@ def summary_table(results: Mapping[str, Any]) -> str:
   setting = f"{len(members)} networks, mean" if ensemble else f"tau={results['tau']:g}"
   lines = [f"{results['task']} ({results['mode']}, {setting}) after {results['step']} steps, "
            "held-out stream: " + _metric_line(results, metric)]
+  if "solved_step" in results:
+    solved_step = results["solved_step"]
+    lines.append(f"  solved at step {solved_step}" if solved_step is not None else
+                 f"  not solved in {results['step']} steps")
   if results.get("unscored_sequences"):
     lines.append(f"  ({results['unscored_sequences']} sequences without a target are not "
                  "counted)")

@@ -116,7 +116,9 @@ def test_fojo_parity_sweep_has_their_table_with_three_seeds():
                     ("act", 0.001, None), ("repeat", None, 2), ("repeat", None, 3),
                     ("repeat", None, 5), ("repeat", None, 8), ("none", None, None)}
   assert sorted({t.overrides["seed"] for t in loaded.trials}) == [0, 1, 2]
-  assert all(t.overrides["num_steps"] == 400_000 for t in loaded.trials)
+  assert all(t.overrides["num_steps"] == 400_000 and t.overrides["solved_at"] == 0.02
+             and t.overrides["solved_evals"] == 3 for t in loaded.trials)
+  assert [t.overrides["seed"] for t in loaded.trials[:9]] == [0] * 9  # seed by seed
 
 
 def test_cpu_and_tiny_sweeps():

@@ -144,6 +144,8 @@ def test_sigterm_is_a_stop_request():
     ("mode", "sometimes", "mode.*'sometimes'"),
     ("learning_rate", 0.0, "learning_rate.*0.0"),
     ("time_budget_minutes", -1.0, "time_budget_minutes.*-1.0"),
+    ("solved_at", -0.5, "solved_at.*-0.5"),
+    ("solved_evals", 0, "solved_evals.*got 0"),
 ])
 def test_bad_config_is_a_clear_error(field, value, message, tmp_path):
   config = _tiny()
@@ -201,6 +203,22 @@ def test_time_budget_stops_early_and_still_writes_results(tmp_path):
                                      str(tmp_path))
   assert results["step"] < 10_000
   assert json.loads((tmp_path / "results.json").read_text())["step"] == results["step"]
+
+
+def test_a_solved_run_stops_and_its_resume_rebuilds_the_evaluation_history(tmp_path):
+  # Every error is <= 1, so a run is solved at its solved_evals-th evaluation (every 10 steps).
+  results = train.train_and_evaluate(
+      _tiny(num_steps=100, solved_at=1.0, solved_evals=2), str(tmp_path))
+  assert results["step"] == 20 and results["solved_step"] == 20
+  assert results["networks"][0]["solved_step"] == 20
+  assert [(r["step"], r["split"]) for r in _train_rows(tmp_path)] == [
+      (10, "train"), (10, "eval"), (20, "train"), (20, "eval")]  # step 20 evaluated once
+  # Three evaluations now: those at 10 and 20 (from metrics.jsonl) and the one at 30.
+  results = train.train_and_evaluate(
+      _tiny(num_steps=100, solved_at=1.0, solved_evals=3), str(tmp_path))
+  assert results["step"] == 30 and results["solved_step"] == 30
+  unsolved = train.train_and_evaluate(_tiny(), str(tmp_path / "plain"))
+  assert "solved_step" not in unsolved and unsolved["step"] == 20
 
 
 def _params(workdir):

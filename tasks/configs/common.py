@@ -26,6 +26,10 @@ def base_config() -> ml_collections.ConfigDict:
   config.batch_size = 16
   config.num_steps = 100_000
   config.time_budget_minutes = 0.0  # > 0: stop after this much training time (this process)
+  # > 0: stop once solved, when the held-out metric (sequence error or bpc) averaged over
+  # the last solved_evals evaluations is at most this for every network (tasks/solved.py).
+  config.solved_at = 0.0
+  config.solved_evals = 3
   config.seed = 0
   # Ensembles: K networks trained side by side in one jit-compiled step. Network i is the
   # run of seed + i (its initialisation and its batches) with tau taus[i], or tau if taus
