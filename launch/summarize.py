@@ -16,14 +16,17 @@ and writes to ``--out_dir`` (default: the sweep dir):
 * ``by_difficulty.png`` (paper Fig. 6): error and ponder against difficulty for
   the chosen taus;
 
-and prints a table of tau, n, error, N and rho (mean +- standard error).
+and prints a table of tau, n, error, N and rho (mean +- standard error). If
+the trials set ``config.solved_at`` (e.g. ``launch/sweeps/fojo_parity.py``),
+also ``steps_to_solve.csv``, ``learning_curves.png`` and a table of steps to
+solve per model (``launch/steps_to_solve.py``).
 """
 
 from collections.abc import Sequence
 
 from absl import app, flags
 
-from launch import sweep_results
+from launch import steps_to_solve, sweep_results
 
 _SWEEP_DIR = flags.DEFINE_string("sweep_dir", None, "A sweep directory (launch.sweep).")
 _OUT_DIR = flags.DEFINE_string("out_dir", None, "Where the CSVs and PNGs go (default: sweep_dir).")
@@ -49,6 +52,10 @@ def main(argv: Sequence[str]) -> None:
   print(table)
   print(f"written to {out_dir}: networks.csv, by_difficulty.csv, error_vs_tau.png, "
         "ponder_vs_tau.png, by_difficulty.png")
+  solve_table = steps_to_solve.summarize(_SWEEP_DIR.value, out_dir)
+  if solve_table:
+    print(solve_table)
+    print(f"written to {out_dir}: steps_to_solve.csv, learning_curves.png")
 
 
 if __name__ == "__main__":

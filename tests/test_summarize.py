@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from launch import sweep_results
+from launch import steps_to_solve, sweep_results
 from sweep_runs import REPO
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -163,3 +163,41 @@ def test_summarize_the_real_tiny_sweep(tiny_sweep, tmp_path):
   difficulty = _read_csv(tmp_path / "by_difficulty.csv")
   assert sum(int(r["count"]) for r in difficulty) == 3 * 64  # 2 eval batches of 32 per run
   assert all(_is_png(tmp_path / name) for name in PLOTS)
+
+
+def _solved_trial(sweep_dir, trial, mode, tau, seed, solved_step, repeats=1, ponder=2.0):
+  network = {**_network(seed, tau, 0.01 if solved_step else 0.4, 1.0, {}),
+             "mean_ponder": ponder, "solved_step": solved_step}
+  results = {**_results(tau, mode=mode, networks=[network]), "solved_step": solved_step,
+             "step": solved_step or 400_000}
+  os.makedirs(sweep_dir / trial)
+  (sweep_dir / trial / "results.json").write_text(json.dumps(results))
+  (sweep_dir / trial / "config.json").write_text(json.dumps({"seed": seed, "repeats": repeats}))
+  evals = [{"step": s, "split": "eval", "sequence_error": 0.5 / s} for s in (1000, 2000, 3000)]
+  (sweep_dir / trial / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in evals))
+
+
+def test_steps_to_solve_per_model_over_seeds(tmp_path):
+  sweep = tmp_path / "sweep"
+  for seed, step in enumerate((30_000, 10_000, None)):
+    _solved_trial(sweep, f"seed={seed}-tau=0.01", "act", 0.01, seed, step, ponder=2.8 + seed / 10)
+  _solved_trial(sweep, "seed=0-tau=0.1", "act", 0.1, 0, None)
+  for repeats, step in ((3, 20_000), (8, 40_000)):
+    _solved_trial(sweep, f"mode=repeat-repeats={repeats}-seed=0", "repeat", 0.001, 0, step,
+                  repeats=repeats, ponder=repeats + 1.0)
+  _solved_trial(sweep, "mode=none-seed=0", "none", 0.001, 0, None)
+  _write_trial(sweep, "no_solved_at", _results(0.01), seed=0)  # a run without solved_at: left out
+  rows = steps_to_solve.table(steps_to_solve.trial_rows(str(sweep)))
+  assert [(r["model"], r["n"], r["solved"], r["median"], r["low"], r["high"]) for r in rows] == [
+      ("no ACT", 1, 0, None, None, None), ("ACT tau=0.1", 1, 0, None, None, None),
+      ("ACT tau=0.01", 3, 2, 20_000.0, 10_000, 30_000),
+      ("Repeat-RNN x3", 1, 1, 20_000.0, 20_000, 20_000),
+      ("Repeat-RNN x8", 1, 1, 40_000.0, 40_000, 40_000)]
+  assert [r["repetitions"] for r in rows] == pytest.approx([1.0, 1.0, 1.9, 3.0, 8.0])
+  text = steps_to_solve.summarize(str(sweep), str(tmp_path / "out")).splitlines()
+  assert text[3].split() == ["ACT", "tau=0.01", "2/3", "20k", "(10k-30k)", "1.90"]
+  assert text[1].split() == ["no", "ACT", "0/1", "-", "(none", "in", "400k)", "1.00"]
+  csv_rows = _read_csv(tmp_path / "out" / "steps_to_solve.csv")
+  assert list(csv_rows[0]) == list(steps_to_solve.COLUMNS) and len(csv_rows) == 7
+  assert _is_png(tmp_path / "out" / "learning_curves.png")
+  assert steps_to_solve.summarize(str(tmp_path / "out"), str(tmp_path / "out")) is None
