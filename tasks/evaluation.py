@@ -61,11 +61,15 @@ def per_step_ponder(stats: act_jax.PonderStats):
   return stats.steps.astype(jnp.float32), stats.ponder_cost
 
 
+def ponder_mean(values: jax.Array, batch: Batch) -> jax.Array:
+  """Per example, the mean of ``values [B, T]`` over the valid input steps."""
+  length = jnp.maximum(jnp.sum(batch.input_mask, axis=1), 1)
+  return jnp.sum(jnp.where(batch.input_mask, values, 0.0), axis=1) / length
+
+
 def ponder_terms(stats: act_jax.PonderStats, batch: Batch):
   """Per-example mean N and mean rho over the valid input steps."""
-  length = jnp.maximum(jnp.sum(batch.input_mask, axis=1), 1)
-  mean = lambda x: jnp.sum(jnp.where(batch.input_mask, x, 0.0), axis=1) / length
-  return tuple(mean(x) for x in per_step_ponder(stats))
+  return tuple(ponder_mean(x, batch) for x in per_step_ponder(stats))
 
 
 def _sequence_outputs(model: models.TaskModel, batch: Batch) -> dict[str, jax.Array]:
@@ -74,8 +78,10 @@ def _sequence_outputs(model: models.TaskModel, batch: Batch) -> dict[str, jax.Ar
   _, wrong = target_terms(out.logits, batch)
   any_wrong, scored = sequence_errors(wrong, batch)
   steps, ponder = ponder_terms(out.stats, batch)
+  first_weight = out.stats.halting_probs[..., 0].astype(jnp.float32)
   return {"wrong": any_wrong, "scored": scored, "steps": steps, "ponder": ponder,
-          "difficulty": batch.difficulty}
+          "max_steps": jnp.max(jnp.where(batch.input_mask, out.stats.steps, 0), axis=1),
+          "first_weight": ponder_mean(first_weight, batch), "difficulty": batch.difficulty}
 
 
 def _character_outputs(model: models.TaskModel, batch: Batch) -> dict[str, jax.Array]:
@@ -106,8 +112,23 @@ def _sequence_summary(per_example: Mapping[str, np.ndarray]) -> dict[str, Any]:
   for d in np.unique(per_example["difficulty"][scored]):
     sel = scored & (per_example["difficulty"] == d)
     by_difficulty[int(d)] = {"count": int(sel.sum()), **summary(sel)}
-  return {**summary(scored), "unscored_sequences": int((~scored).sum()),
-          "by_difficulty": by_difficulty}
+  return {**summary(scored), **_halting_summary(per_example, scored),
+          "unscored_sequences": int((~scored).sum()), "by_difficulty": by_difficulty}
+
+
+def _halting_summary(per_example: Mapping[str, np.ndarray], sel: np.ndarray) -> dict[str, float]:
+  """What the halting unit does over the selected sequences: the share that take one
+  step at every input, the 90th percentile and maximum of their largest N, and the mean
+  first halting weight p^1 (h^1 if N > 1; 1 at N = 1), per sequence averaged over its
+  inputs."""
+  largest = per_example["max_steps"][sel]
+  if not largest.size:
+    return {"one_step_share": float("nan"), "max_steps_p90": float("nan"),
+            "max_steps_max": float("nan"), "mean_first_weight": float("nan")}
+  return {"one_step_share": float((largest == 1).mean()),
+          "max_steps_p90": float(np.percentile(largest, 90)),
+          "max_steps_max": float(largest.max()),
+          "mean_first_weight": float(per_example["first_weight"][sel].mean())}
 
 
 def _predicted_characters(outputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

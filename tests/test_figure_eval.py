@@ -59,3 +59,18 @@ def test_figure_examples_are_refused_for_text():
   config.figure_examples = 5
   with pytest.raises(train.ConfigError, match="figure_examples must be 0 for task 'text'"):
     train.validate(config)
+
+
+def test_halting_summary_on_hand_made_sequences():
+  per_example = {"wrong": np.array([False, True, False, False]),
+                 "scored": np.array([True, True, True, False]),
+                 "steps": np.array([1.0, 2.5, 1.0, 0.0]), "ponder": np.array([2.0, 3.0, 2.0, 0.0]),
+                 "max_steps": np.array([1, 4, 1, 0]),
+                 "first_weight": np.array([1.0, 0.4, 1.0, 0.0]),
+                 "difficulty": np.array([1, 2, 1, 1])}
+  summary = evaluation._sequence_summary(per_example)
+  assert summary["one_step_share"] == pytest.approx(2 / 3)  # the unscored one is left out
+  assert summary["max_steps_max"] == 4.0
+  assert summary["max_steps_p90"] == pytest.approx(np.percentile([1, 4, 1], 90))
+  assert summary["mean_first_weight"] == pytest.approx(0.8)
+  assert summary["sequence_error"] == pytest.approx(1 / 3)
