@@ -21,7 +21,8 @@ def plot_run(workdir: str) -> str:
   over training, N and rho over training, and the metric and N by difficulty:
   on the paper's difficulty-figure examples if the run has them
   (``config.figure_examples``), else on the held-out stream (for text: by
-  input character class).
+  input character class); and for the sequence tasks, what the halting unit did
+  over training (:func:`_plot_halting`).
   """
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     rows = [json.loads(line) for line in f]
@@ -29,7 +30,8 @@ def plot_run(workdir: str) -> str:
     results = json.load(f)
   metric = results.get("metric", "sequence_error")
   label = _LABELS[metric]
-  fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+  halting = [r for r in rows if r["split"] == "eval" and "one_step_share" in r]
+  fig, axes = plt.subplots(1, 4 if halting else 3, figsize=(20 if halting else 15, 4))
   for split, style in (("train", "-"), ("eval", "o-")):
     points = [r for r in rows if r["split"] == split and metric in r]
     steps = [r["step"] for r in points]
@@ -59,6 +61,8 @@ def plot_run(workdir: str) -> str:
   twin.legend(loc="upper right")
   for ax in axes[:2]:
     ax.legend()
+  if halting:
+    _plot_halting(axes[3], halting)
   fig.suptitle(f"{results['task']} ({results['mode']}, tau={results['tau']:g}): "
                f"eval {label} {results[metric]:.3f} at step {results['step']}")
   fig.tight_layout()
@@ -66,3 +70,20 @@ def plot_run(workdir: str) -> str:
   fig.savefig(path, dpi=100)
   plt.close(fig)
   return path
+
+
+def _plot_halting(ax, evaluations: list[dict]) -> None:
+  """The held-out share of one-step sequences and mean first weight p^1, with the 90th
+  percentile and maximum of the sequences' largest N on a second axis."""
+  steps = [r["step"] for r in evaluations]
+  ax.plot(steps, [r["one_step_share"] for r in evaluations], "o-", label="share with N = 1")
+  ax.plot(steps, [r["mean_first_weight"] for r in evaluations], "o-", label="mean p^1 (h^1)")
+  ax.set(xlabel="step", ylabel="share / weight", ylim=(0, 1.05), title="halting unit (eval)")
+  twin = ax.twinx()
+  twin.plot(steps, [r["max_steps_p90"] for r in evaluations], "s--", color="C3",
+            label="largest N, 90th pct")
+  twin.plot(steps, [r["max_steps_max"] for r in evaluations], "^:", color="C4",
+            label="largest N, max")
+  twin.set(ylabel="N", ylim=(0, None))
+  ax.legend(loc="upper left", fontsize=8)
+  twin.legend(loc="upper right", fontsize=8)
