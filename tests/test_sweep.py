@@ -121,6 +121,13 @@ def test_fojo_parity_sweep_has_their_table_with_three_seeds():
   assert [t.overrides["seed"] for t in loaded.trials[:9]] == [0] * 9  # seed by seed
 
 
+def test_parity_random_sweep_is_the_papers_setting_trained_long():
+  loaded = trials.load_sweep("launch/sweeps/parity_random.py")
+  assert loaded.config == "tasks/configs/parity.py:paper"
+  assert [t.overrides["tau"] for t in loaded.trials] == [1e-3, 1e-2]
+  assert all(t.overrides["num_steps"] == 2_000_000 for t in loaded.trials)
+
+
 def test_cpu_and_tiny_sweeps():
   cpu = trials.load_sweep("launch/sweeps/parity_cpu.py")
   assert cpu.config == "tasks/configs/parity.py:first_k"
