@@ -128,6 +128,15 @@ def test_parity_random_sweep_is_the_papers_setting_trained_long():
   assert all(t.overrides["num_steps"] == 2_000_000 for t in loaded.trials)
 
 
+def test_text_sweep_is_the_papers_learning_rate_at_equal_steps():
+  loaded = trials.load_sweep("launch/sweeps/text_paper_lr.py")
+  assert loaded.config == "tasks/configs/text.py"
+  assert [(t.overrides.get("mode", "act"), t.overrides.get("tau")) for t in loaded.trials] == [
+      ("act", 1e-3), ("act", 6e-3), ("none", None)]
+  assert {(t.overrides["learning_rate"], t.overrides["num_steps"]) for t in loaded.trials} == {
+      (1e-4, 10_000)}
+
+
 def test_cpu_and_tiny_sweeps():
   cpu = trials.load_sweep("launch/sweeps/parity_cpu.py")
   assert cpu.config == "tasks/configs/parity.py:first_k"
