@@ -34,6 +34,12 @@ def model_of(results: Mapping[str, Any], config: Mapping[str, Any]) -> tuple[str
   return "no ACT", (0, 0)
 
 
+def repetitions(mode: str, network: Mapping[str, Any]) -> float:
+  """Fojo et al.'s ponder metric: N - 1 + R (= rho - 1) for ACT; the updates per input
+  (mean N: 1 without ACT, the repeat count for Repeat-RNN) otherwise."""
+  return network["mean_ponder"] - 1 if mode == "act" else network["mean_steps"]
+
+
 def _read_json(path: str) -> dict[str, Any]:
   with open(path) as f:
     return json.load(f)
@@ -54,7 +60,7 @@ def trial_rows(sweep_dir: str) -> list[dict[str, Any]]:
                    "order": order, "seed": network["seed"],
                    "solved_step": network["solved_step"], "step": results["step"],
                    "sequence_error": network["sequence_error"],
-                   "repetitions": network["mean_ponder"] - 1})
+                   "repetitions": repetitions(results["mode"], network)})
   return rows
 
 

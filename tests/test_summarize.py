@@ -166,8 +166,10 @@ def test_summarize_the_real_tiny_sweep(tiny_sweep, tmp_path):
 
 
 def _solved_trial(sweep_dir, trial, mode, tau, seed, solved_step, repeats=1, ponder=2.0):
-  network = {**_network(seed, tau, 0.01 if solved_step else 0.4, 1.0, {}),
-             "mean_ponder": ponder, "solved_step": solved_step}
+  # Without ACT the loop reports rho = N = the updates per input (no remainder).
+  steps = 1.0 if mode == "act" else float(repeats)
+  network = {**_network(seed, tau, 0.01 if solved_step else 0.4, steps, {}),
+             "mean_ponder": ponder if mode == "act" else steps, "solved_step": solved_step}
   results = {**_results(tau, mode=mode, networks=[network]), "solved_step": solved_step,
              "step": solved_step or 400_000}
   os.makedirs(sweep_dir / trial)
@@ -184,7 +186,7 @@ def test_steps_to_solve_per_model_over_seeds(tmp_path):
   _solved_trial(sweep, "seed=0-tau=0.1", "act", 0.1, 0, None)
   for repeats, step in ((3, 20_000), (8, 40_000)):
     _solved_trial(sweep, f"mode=repeat-repeats={repeats}-seed=0", "repeat", 0.001, 0, step,
-                  repeats=repeats, ponder=repeats + 1.0)
+                  repeats=repeats)
   _solved_trial(sweep, "mode=none-seed=0", "none", 0.001, 0, None)
   _write_trial(sweep, "no_solved_at", _results(0.01), seed=0)  # a run without solved_at: left out
   rows = steps_to_solve.table(steps_to_solve.trial_rows(str(sweep)))
