@@ -100,6 +100,7 @@ def plot_learning_curves(sweep_dir: str, rows: Sequence[Mapping[str, Any]], path
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  from matplotlib import ticker  # pylint: disable=g-import-not-at-top
 
   titles = ("no ACT", "ACT", "Repeat-RNN")  # by the first element of a row's order
   fig, axes = plt.subplots(1, len(titles), figsize=(15, 4), sharey=True)
@@ -115,6 +116,7 @@ def plot_learning_curves(sweep_dir: str, rows: Sequence[Mapping[str, Any]], path
     labelled.add(row["model"])
   for ax, title in zip(axes, titles):
     ax.set(title=title, xlabel="training step", yscale="log")
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda x, _: f"{x / 1000:.0f}k"))
     ax.axhline(0.02, color="gray", linestyle=":", lw=1)
     ax.legend(fontsize=8)
   axes[0].set_ylabel("held-out sequence error (2% dotted)")
