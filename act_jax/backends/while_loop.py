@@ -307,7 +307,7 @@ def _segment_bwd(step_fn, max_steps, threshold, chunk, stop_count, residuals, ct
   ct, _ = cts
   first_chunk, checkpoints, static = record_state
   treedef, known_at, logit_dtype = static.value
-  dtype = ct.cumulative.dtype
+  dtype = ct.tally.dtype
   batch_ndim = steps.ndim
   halts_here = running_in & (steps > 0)
   # Each example runs steps [start_index, until): to its N, or to the segment's end.
@@ -408,10 +408,8 @@ def _segment_bwd(step_fn, max_steps, threshold, chunk, stop_count, residuals, ct
       state=jax.tree.map(lambda g, like: g.astype(like.dtype), ct_state_in, state_in),
       state_sum=ct.state_sum,
       output_sum=ct.output_sum,
-      cumulative=-last_grad_p,
-      running=np.zeros(running_in.shape, jax.dtypes.float0),
-      steps=np.zeros(steps.shape, jax.dtypes.float0),
-      remainder=jnp.where(halts_here, 0.0, ct.remainder),
+      tally=halting.make_tally(-last_grad_p, jnp.where(halts_here, 0.0, ct.remainder), 0.0,
+                               0.0, dtype),
       halting_probs=jnp.where(written, 0.0, ct.halting_probs))
   return (_cotangent_of(params, ct_params), _cotangent_of(inputs, ct_inputs), ct_carry_in,
           np.zeros((), jax.dtypes.float0))
