@@ -172,12 +172,12 @@ def _record_buffers(step_fn, params, state, inputs, step_index, chunk: int):
   """Buffers for the recorded residuals, states and outputs of ``chunk`` steps.
 
   The states buffer is ``chunk + 1`` long: slot 0 holds the state entering the
-  chunk, slot ``k + 1`` the state after the chunk's step ``k``, frozen where
-  the example has halted; so slots ``k`` and ``k + 1`` are step ``k``'s
-  incoming and new state (the frozen state equals the new one wherever the
-  backward pass sends a nonzero cotangent). Slot 0 is written with ``state``;
-  the rest is uninitialised where the backend allows (GPU), and only written
-  slots are read.
+  chunk (written by :func:`_enter_chunk`), slot ``k + 1`` the state after the
+  chunk's step ``k``, frozen where the example has halted; so slots ``k`` and
+  ``k + 1`` are step ``k``'s incoming and new state (the frozen state equals
+  the new one wherever the backward pass sends a nonzero cotangent).
+  Uninitialised where the backend allows (GPU); only written slots are read,
+  so one set of buffers serves chunk after chunk.
   """
   def stored_and_output(*args):
     lin = _linearize_step(step_fn, *args)
@@ -185,9 +185,15 @@ def _record_buffers(step_fn, params, state, inputs, step_index, chunk: int):
 
   stored, output = jax.eval_shape(stored_and_output, params, state, inputs, step_index)
   empty = lambda length: lambda x: jax.lax.empty((length,) + x.shape, x.dtype)
-  states = jax.tree.map(lambda s: jax.lax.dynamic_update_index_in_dim(
-      empty(chunk + 1)(s), s, 0, 0), state)
-  return jax.tree.map(empty(chunk), stored), states, jax.tree.map(empty(chunk), output)
+  return (jax.tree.map(empty(chunk), stored), jax.tree.map(empty(chunk + 1), state),
+          jax.tree.map(empty(chunk), output))
+
+
+def _enter_chunk(buffers, state: PyTree):
+  """Writes the state entering a chunk into slot 0 of the states buffer."""
+  stored, states, outputs = buffers
+  return stored, jax.tree.map(lambda buf, s: jax.lax.dynamic_update_index_in_dim(
+      buf, s, 0, 0), states, state), outputs
 
 
 def _record(buffers, lin: _LinearizedStep, new_state: PyTree, slot: jax.Array):
@@ -245,7 +251,8 @@ def _run_segment(step_fn, max_steps, threshold, chunk, stop_count, params, input
     carry = halting.advance(carry, lin.out, step_index, max_steps, threshold)
     return step_index + 1, carry, _record(buffers, lin, carry.state, step_index - start_index)
 
-  buffers = _record_buffers(step_fn, params, carry.state, inputs, start_index, chunk)
+  buffers = _enter_chunk(
+      _record_buffers(step_fn, params, carry.state, inputs, start_index, chunk), carry.state)
   end_index, carry, buffers = jax.lax.while_loop(
       lambda loop: (loop[0] < start_index + chunk) & not_done(loop[1]), recording_body,
       (start_index, carry, buffers))
@@ -313,8 +320,9 @@ def _segment_bwd(step_fn, max_steps, threshold, chunk, stop_count, residuals, ct
   # Each example runs steps [start_index, until): to its N, or to the segment's end.
   until = jnp.where(running_in, jnp.where(steps > 0, steps, end_index), 0)
 
-  def recompute_chunk(chunk_index):
-    """Re-runs the steps of chunk ``chunk_index`` from its checkpoint, recording."""
+  def recompute_chunk(chunk_index, buffers):
+    """Re-runs the steps of chunk ``chunk_index`` from its checkpoint, recording
+    into ``buffers`` (the previous chunk's, overwritten)."""
     start = start_index + chunk_index * chunk
 
     def body(loop):
@@ -327,10 +335,8 @@ def _segment_bwd(step_fn, max_steps, threshold, chunk, stop_count, residuals, ct
     length = jnp.minimum(chunk, end_index - start)
     state = jax.tree.map(
         lambda buf: jax.lax.dynamic_index_in_dim(buf, chunk_index, keepdims=False), checkpoints)
-    _, _, buffers = jax.lax.while_loop(
-        lambda loop: loop[0] < length, body,
-        (jnp.int32(0), state,
-         _record_buffers(step_fn, params, state, inputs, start, chunk)))
+    _, _, buffers = jax.lax.while_loop(lambda loop: loop[0] < length, body,
+                                       (jnp.int32(0), state, _enter_chunk(buffers, state)))
     return buffers
 
   def backward_step(step_index, buffers, carry):
@@ -382,12 +388,12 @@ def _segment_bwd(step_fn, max_steps, threshold, chunk, stop_count, residuals, ct
     return carry
 
   def later_chunk_body(loop):  # chunks 1, 2, ...: residuals recomputed, last chunk first
-    chunk_index, carry = loop
+    chunk_index, carry, buffers = loop
     chunk_index = chunk_index - 1
     start = start_index + chunk_index * chunk
-    carry = backward_chunk(recompute_chunk(chunk_index), start,
-                           jnp.minimum(start + chunk, end_index), carry)
-    return chunk_index, carry
+    buffers = recompute_chunk(chunk_index, buffers)
+    carry = backward_chunk(buffers, start, jnp.minimum(start + chunk, end_index), carry)
+    return chunk_index, carry, buffers
 
   zeros = lambda x: jnp.zeros(jnp.shape(x), dtype)
   params_diff, _ = _split_differentiable(params)
@@ -398,8 +404,14 @@ def _segment_bwd(step_fn, max_steps, threshold, chunk, stop_count, residuals, ct
            -ct.cumulative)
   if jax.tree.leaves(checkpoints)[0].shape[0] > 1:  # some steps may be past the first chunk
     num_chunks = (end_index - start_index + chunk - 1) // chunk
-    _, carry = jax.lax.while_loop(lambda loop: loop[0] > 1, later_chunk_body,
-                                  (num_chunks, carry))
+
+    def later_chunks(carry):  # one set of buffers for all, allocated only if they run
+      buffers = _record_buffers(step_fn, params, state_in, inputs, start_index, chunk)
+      _, carry, _ = jax.lax.while_loop(lambda loop: loop[0] > 1, later_chunk_body,
+                                       (num_chunks, carry, buffers))
+      return carry
+
+    carry = jax.lax.cond(num_chunks > 1, later_chunks, lambda carry: carry, carry)
   ct_state_in, ct_params, ct_inputs, last_grad_p = backward_chunk(
       first_chunk, start_index, jnp.minimum(start_index + chunk, end_index), carry)
   columns = jnp.arange(probs.shape[-1])
