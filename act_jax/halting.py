@@ -5,8 +5,13 @@ Pure functions over pytrees. The halting quantities (``h``, ``p``, ``R``, the
 cumulative sum and the mean-field sums) are computed in one dtype,
 :func:`halting_dtype`: float32, or the step function's wider float type
 (float64 under ``jax_enable_x64``); bfloat16 and float16 models halt in
-float32. It is read back from the carry (``carry.cumulative.dtype``)
+float32. It is read back from the carry (``carry.tally.dtype``)
 everywhere after :func:`initial_halting`.
+
+The per-example bookkeeping (cumulative sum, remainder, ``N`` and whether the
+example still runs) is kept in one array, :attr:`Halting.tally`, and updated in
+one expression, so that a compiled loop updates it in one kernel per step
+rather than one per quantity.
 """
 
 from __future__ import annotations
@@ -59,17 +64,47 @@ def per_example_dot(a: PyTree, b: PyTree, batch_ndim: int, dtype: jnp.dtype) -> 
   return functools.reduce(jnp.add, dots, jnp.zeros((), dtype))
 
 
+CUMULATIVE, REMAINDER, STEPS, RUNNING = range(4)
+"""The columns of :attr:`Halting.tally`."""
+
+
 class Halting(NamedTuple):
-  """The halting state of every example after ``n`` ponder steps."""
+  """The halting state of every example after ``n`` ponder steps.
+
+  ``tally`` is ``batch_shape + (4,)`` in the halting dtype; its columns, read
+  through the properties of the same names: ``cumulative``
+  (``sum_{k<=n, k<N} h^k``), ``remainder`` (``R`` once halted, else 0),
+  ``steps`` (``N`` once halted, else 0; exact, and int32 when read) and
+  ``running`` (1 while not yet halted and not masked out, else 0).
+  """
 
   state: PyTree  # s^n while running, frozen at s^N once halted
   state_sum: PyTree  # sum_k p^k s^k (Eq. 9)
   output_sum: PyTree  # sum_k p^k y^k (Eq. 9)
-  cumulative: jax.Array  # sum_{k<=n, k<N} h^k
-  running: jax.Array  # not yet halted (and not masked out)
-  steps: jax.Array  # N once halted, else 0
-  remainder: jax.Array  # R once halted, else 0
+  tally: jax.Array  # cumulative, remainder, steps, running; batch_shape + (4,)
   halting_probs: jax.Array  # p^k, batch_shape + (max_steps,)
+
+  @property
+  def cumulative(self) -> jax.Array:
+    return self.tally[..., CUMULATIVE]
+
+  @property
+  def remainder(self) -> jax.Array:
+    return self.tally[..., REMAINDER]
+
+  @property
+  def steps(self) -> jax.Array:
+    return self.tally[..., STEPS].astype(jnp.int32)
+
+  @property
+  def running(self) -> jax.Array:
+    return self.tally[..., RUNNING] != 0
+
+
+def make_tally(cumulative, remainder, steps, running, dtype: jnp.dtype) -> jax.Array:
+  """Stacks the four per-example quantities into a :attr:`Halting.tally`."""
+  columns = jnp.broadcast_arrays(cumulative, remainder, steps, running)
+  return jnp.stack([c.astype(dtype) for c in columns], axis=-1)
 
 
 def initial_halting(step_out: PonderStep, state: PyTree, mask: jax.Array,
@@ -82,10 +117,7 @@ def initial_halting(step_out: PonderStep, state: PyTree, mask: jax.Array,
       state=state,
       state_sum=jax.tree.map(zeros, step_out.state),
       output_sum=jax.tree.map(zeros, step_out.output),
-      cumulative=jnp.zeros(batch_shape, dtype),
-      running=mask,
-      steps=jnp.zeros(batch_shape, jnp.int32),
-      remainder=jnp.zeros(batch_shape, dtype),
+      tally=make_tally(0.0, 0.0, 0.0, mask, dtype),
       halting_probs=jnp.zeros(batch_shape + (max_steps,), dtype),
   )
 
@@ -100,12 +132,12 @@ def advance(carry: Halting, step_out: PonderStep, step_index: jax.Array, max_ste
   remainder, so its outputs and ponder cost are NaN and the rest of the batch
   goes on unaffected.
   """
-  dtype = carry.cumulative.dtype
+  dtype = carry.tally.dtype
   h = jax.nn.sigmoid(step_out.halting_logit.astype(dtype))  # Eq. 5
-  running = carry.running
-  halts = running & (~(carry.cumulative + h < threshold)  # Eq. 7; NaN halts
+  running, cumulative = carry.running, carry.cumulative
+  halts = running & (~(cumulative + h < threshold)  # Eq. 7; NaN halts
                      | (step_index == max_steps - 1))  # Eq. 13
-  remainder = jnp.where(jnp.isnan(h), jnp.nan, 1.0 - carry.cumulative)  # Eq. 8
+  remainder = jnp.where(jnp.isnan(h), jnp.nan, 1.0 - cumulative)  # Eq. 8
   p = jnp.where(halts, remainder, jnp.where(running, h, 0.0))  # Eq. 6
 
   def accumulate(total, leaf):  # Eq. 9
@@ -117,10 +149,10 @@ def advance(carry: Halting, step_out: PonderStep, step_index: jax.Array, max_ste
                          step_out.state, carry.state),
       state_sum=jax.tree.map(accumulate, carry.state_sum, step_out.state),
       output_sum=jax.tree.map(accumulate, carry.output_sum, step_out.output),
-      cumulative=jnp.where(running & ~halts, carry.cumulative + h, carry.cumulative),
-      running=running & ~halts,
-      steps=jnp.where(halts, step_index + 1, carry.steps),
-      remainder=jnp.where(halts, remainder, carry.remainder),
+      tally=make_tally(jnp.where(running & ~halts, cumulative + h, cumulative),
+                       jnp.where(halts, remainder, carry.remainder),
+                       jnp.where(halts, step_index + 1, carry.tally[..., STEPS]),
+                       running & ~halts, dtype),
       halting_probs=jax.lax.dynamic_update_index_in_dim(carry.halting_probs, p, step_index,
                                                         axis=-1),
   )

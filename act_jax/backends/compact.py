@@ -81,7 +81,8 @@ def _run_levels(step_fn, max_steps, threshold, chunk_steps, params, inputs,
   used = index < sizes[0]
   take = lambda x: jnp.take(x, jnp.where(used, index, 0), axis=0)
   smaller_carry = jax.tree.map(take, carry)
-  smaller_carry = smaller_carry._replace(running=smaller_carry.running & used)
+  smaller_carry = smaller_carry._replace(
+      tally=smaller_carry.tally.at[:, halting.RUNNING].multiply(used))
   smaller = _run_levels(step_fn, max_steps, threshold, chunk_steps, params,
                         jax.tree.map(take, inputs), smaller_carry, next_index, sizes[1:])
   return jax.tree.map(lambda full, part: full.at[index].set(part, mode="drop"), carry,

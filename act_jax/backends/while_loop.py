@@ -144,10 +144,10 @@ def _linearize_step(step_fn, params, state, inputs, step_index) -> _LinearizedSt
   """``jax.vjp`` of one step with respect to the inexact params, state and inputs.
 
   Residuals that the backward pass has anyway (found by identity; see
-  :func:`_known_values`: the loop-invariant ``params`` and ``inputs``, and the
-  step's new state, which is recorded for Eq. 17, e.g. ``tanh``'s output) are
-  not stored again. Everything else the pullback needs is returned in
-  ``stored``.
+  :func:`_known_values`: the loop-invariant ``params`` and ``inputs``, the
+  step's new state, which is recorded for Eq. 17, e.g. ``tanh``'s output, and
+  the state entering the step, the previous step's recorded one) are not
+  stored again. Everything else the pullback needs is returned in ``stored``.
   """
   params_diff, merge_params = _split_differentiable(params)
   inputs_diff, merge_inputs = _split_differentiable(inputs)
@@ -157,32 +157,52 @@ def _linearize_step(step_fn, params, state, inputs, step_index) -> _LinearizedSt
 
   out, pullback = jax.vjp(step, params_diff, state, inputs_diff)
   residuals, treedef = jax.tree.flatten(pullback)
-  known = _known_values(params, inputs, out.state)
+  known = _known_values(params, inputs, out.state, state)
   known_at = [next((i for i, v in enumerate(known) if r is v), None) for r in residuals]
   stored = [r for r, i in zip(residuals, known_at) if i is None]
   return _LinearizedStep(out, stored, treedef, known_at)
 
 
-def _known_values(params, inputs, new_state) -> list[jax.Array]:
+def _known_values(params, inputs, new_state, old_state) -> list[jax.Array]:
   """The arrays the backward pass has for a step without storing its residuals."""
-  return jax.tree.leaves((params, inputs, new_state))
+  return jax.tree.leaves((params, inputs, new_state, old_state))
 
 
-def _record_buffers(step_fn, params, state, inputs, step_out: PonderStep, chunk: int):
-  """``chunk``-long buffers for the recorded residuals, states and outputs.
+def _record_buffers(step_fn, params, state, inputs, step_index, chunk: int):
+  """Buffers for the recorded residuals, states and outputs of ``chunk`` steps.
 
-  Uninitialised where the backend allows (GPU); only written slots are read.
+  The states buffer is ``chunk + 1`` long: slot 0 holds the state entering the
+  chunk (written by :func:`_enter_chunk`), slot ``k + 1`` the state after the
+  chunk's step ``k``, frozen where the example has halted; so slots ``k`` and
+  ``k + 1`` are step ``k``'s incoming and new state (the frozen state equals
+  the new one wherever the backward pass sends a nonzero cotangent).
+  Uninitialised where the backend allows (GPU); only written slots are read,
+  so one set of buffers serves chunk after chunk.
   """
-  stored = jax.eval_shape(lambda *a: _linearize_step(step_fn, *a).stored,
-                          params, state, inputs, jnp.int32(0))
-  return jax.tree.map(lambda x: jax.lax.empty((chunk,) + x.shape, x.dtype),
-                      (stored, step_out.state, step_out.output))
+  def stored_and_output(*args):
+    lin = _linearize_step(step_fn, *args)
+    return lin.stored, lin.out.output
+
+  stored, output = jax.eval_shape(stored_and_output, params, state, inputs, step_index)
+  empty = lambda length: lambda x: jax.lax.empty((length,) + x.shape, x.dtype)
+  return (jax.tree.map(empty(chunk), stored), jax.tree.map(empty(chunk + 1), state),
+          jax.tree.map(empty(chunk), output))
 
 
-def _record(buffers, lin: _LinearizedStep, slot: jax.Array):
-  """Writes one linearized step into slot ``slot`` of the record buffers."""
-  return jax.tree.map(lambda buf, x: jax.lax.dynamic_update_index_in_dim(buf, x, slot, 0),
-                      buffers, (lin.stored, lin.out.state, lin.out.output))
+def _enter_chunk(buffers, state: PyTree):
+  """Writes the state entering a chunk into slot 0 of the states buffer."""
+  stored, states, outputs = buffers
+  return stored, jax.tree.map(lambda buf, s: jax.lax.dynamic_update_index_in_dim(
+      buf, s, 0, 0), states, state), outputs
+
+
+def _record(buffers, lin: _LinearizedStep, new_state: PyTree, slot: jax.Array):
+  """Writes one linearized step and the state it leaves into the record buffers."""
+  stored, states, outputs = buffers
+  write = lambda at: lambda buf, x: jax.lax.dynamic_update_index_in_dim(buf, x, at, 0)
+  return (jax.tree.map(write(slot), stored, lin.stored),
+          jax.tree.map(write(slot + 1), states, new_state),
+          jax.tree.map(write(slot), outputs, lin.out.output))
 
 
 def _still_running(carry: halting.Halting, stop_count: int) -> jax.Array:
@@ -228,11 +248,11 @@ def _run_segment(step_fn, max_steps, threshold, chunk, stop_count, params, input
     step_index, carry, buffers = loop
     lin = _linearize_step(step_fn, params, carry.state, inputs, step_index)
     structure.update(treedef=lin.treedef, known_at=tuple(lin.known_at))
-    return (step_index + 1, halting.advance(carry, lin.out, step_index, max_steps, threshold),
-            _record(buffers, lin, step_index - start_index))
+    carry = halting.advance(carry, lin.out, step_index, max_steps, threshold)
+    return step_index + 1, carry, _record(buffers, lin, carry.state, step_index - start_index)
 
-  step_out = jax.eval_shape(step_fn, params, carry.state, inputs, start_index)
-  buffers = _record_buffers(step_fn, params, carry.state, inputs, step_out, chunk)
+  buffers = _enter_chunk(
+      _record_buffers(step_fn, params, carry.state, inputs, start_index, chunk), carry.state)
   end_index, carry, buffers = jax.lax.while_loop(
       lambda loop: (loop[0] < start_index + chunk) & not_done(loop[1]), recording_body,
       (start_index, carry, buffers))
@@ -252,7 +272,8 @@ def _run_segment(step_fn, max_steps, threshold, chunk, stop_count, params, input
     end_index, carry, checkpoints = jax.lax.while_loop(
         lambda loop: not_done(loop[1]), checkpointed_chunk, (end_index, carry, checkpoints))
   static = _Static((structure["treedef"], structure["known_at"],
-                    step_out.halting_logit.dtype))
+                    jax.eval_shape(step_fn, params, carry.state, inputs,
+                                   start_index).halting_logit.dtype))
   return carry, end_index, (buffers, checkpoints, static)
 
 
@@ -293,14 +314,15 @@ def _segment_bwd(step_fn, max_steps, threshold, chunk, stop_count, residuals, ct
   ct, _ = cts
   first_chunk, checkpoints, static = record_state
   treedef, known_at, logit_dtype = static.value
-  dtype = ct.cumulative.dtype
+  dtype = ct.tally.dtype
   batch_ndim = steps.ndim
   halts_here = running_in & (steps > 0)
   # Each example runs steps [start_index, until): to its N, or to the segment's end.
   until = jnp.where(running_in, jnp.where(steps > 0, steps, end_index), 0)
 
-  def recompute_chunk(chunk_index):
-    """Re-runs the steps of chunk ``chunk_index`` from its checkpoint, recording."""
+  def recompute_chunk(chunk_index, buffers):
+    """Re-runs the steps of chunk ``chunk_index`` from its checkpoint, recording
+    into ``buffers`` (the previous chunk's, overwritten)."""
     start = start_index + chunk_index * chunk
 
     def body(loop):
@@ -308,25 +330,25 @@ def _segment_bwd(step_fn, max_steps, threshold, chunk, stop_count, residuals, ct
       lin = _linearize_step(step_fn, params, state, inputs, start + i)
       running = halting.expand_tree(start + i < until, state)
       state = jax.tree.map(jnp.where, running, lin.out.state, state)
-      return i + 1, state, _record(buffers, lin, i)
+      return i + 1, state, _record(buffers, lin, state, i)
 
     length = jnp.minimum(chunk, end_index - start)
     state = jax.tree.map(
         lambda buf: jax.lax.dynamic_index_in_dim(buf, chunk_index, keepdims=False), checkpoints)
-    _, _, buffers = jax.lax.while_loop(
-        lambda loop: loop[0] < length, body,
-        (jnp.int32(0), state,
-         jax.tree.map(lambda b: jax.lax.empty(b.shape, b.dtype), first_chunk)))
+    _, _, buffers = jax.lax.while_loop(lambda loop: loop[0] < length, body,
+                                       (jnp.int32(0), state, _enter_chunk(buffers, state)))
     return buffers
 
   def backward_step(step_index, buffers, carry):
     """Backpropagates through step ``step_index``, recorded at its chunk slot."""
     ct_state, ct_params, ct_inputs, last_grad_p = carry
     slot = (step_index - start_index) % chunk
-    stored, states, outputs = jax.tree.map(
-        lambda buf: jax.lax.dynamic_index_in_dim(buf, slot, keepdims=False), buffers)
+    at_slot = lambda k: lambda buf: jax.lax.dynamic_index_in_dim(buf, k, keepdims=False)
+    stored_buffers, state_buffers, output_buffers = buffers
+    stored, outputs = jax.tree.map(at_slot(slot), (stored_buffers, output_buffers))
+    states = jax.tree.map(at_slot(slot + 1), state_buffers)
     per_step = iter(stored)
-    known = _known_values(params, inputs, states)
+    known = _known_values(params, inputs, states, jax.tree.map(at_slot(slot), state_buffers))
     pullback = treedef.unflatten([next(per_step) if i is None else known[i] for i in known_at])
     running = step_index < until
     is_last = running & (step_index == steps - 1)
@@ -366,12 +388,12 @@ def _segment_bwd(step_fn, max_steps, threshold, chunk, stop_count, residuals, ct
     return carry
 
   def later_chunk_body(loop):  # chunks 1, 2, ...: residuals recomputed, last chunk first
-    chunk_index, carry = loop
+    chunk_index, carry, buffers = loop
     chunk_index = chunk_index - 1
     start = start_index + chunk_index * chunk
-    carry = backward_chunk(recompute_chunk(chunk_index), start,
-                           jnp.minimum(start + chunk, end_index), carry)
-    return chunk_index, carry
+    buffers = recompute_chunk(chunk_index, buffers)
+    carry = backward_chunk(buffers, start, jnp.minimum(start + chunk, end_index), carry)
+    return chunk_index, carry, buffers
 
   zeros = lambda x: jnp.zeros(jnp.shape(x), dtype)
   params_diff, _ = _split_differentiable(params)
@@ -382,8 +404,14 @@ def _segment_bwd(step_fn, max_steps, threshold, chunk, stop_count, residuals, ct
            -ct.cumulative)
   if jax.tree.leaves(checkpoints)[0].shape[0] > 1:  # some steps may be past the first chunk
     num_chunks = (end_index - start_index + chunk - 1) // chunk
-    _, carry = jax.lax.while_loop(lambda loop: loop[0] > 1, later_chunk_body,
-                                  (num_chunks, carry))
+
+    def later_chunks(carry):  # one set of buffers for all, allocated only if they run
+      buffers = _record_buffers(step_fn, params, state_in, inputs, start_index, chunk)
+      _, carry, _ = jax.lax.while_loop(lambda loop: loop[0] > 1, later_chunk_body,
+                                       (num_chunks, carry, buffers))
+      return carry
+
+    carry = jax.lax.cond(num_chunks > 1, later_chunks, lambda carry: carry, carry)
   ct_state_in, ct_params, ct_inputs, last_grad_p = backward_chunk(
       first_chunk, start_index, jnp.minimum(start_index + chunk, end_index), carry)
   columns = jnp.arange(probs.shape[-1])
@@ -392,10 +420,8 @@ def _segment_bwd(step_fn, max_steps, threshold, chunk, stop_count, residuals, ct
       state=jax.tree.map(lambda g, like: g.astype(like.dtype), ct_state_in, state_in),
       state_sum=ct.state_sum,
       output_sum=ct.output_sum,
-      cumulative=-last_grad_p,
-      running=np.zeros(running_in.shape, jax.dtypes.float0),
-      steps=np.zeros(steps.shape, jax.dtypes.float0),
-      remainder=jnp.where(halts_here, 0.0, ct.remainder),
+      tally=halting.make_tally(-last_grad_p, jnp.where(halts_here, 0.0, ct.remainder), 0.0,
+                               0.0, dtype),
       halting_probs=jnp.where(written, 0.0, ct.halting_probs))
   return (_cotangent_of(params, ct_params), _cotangent_of(inputs, ct_inputs), ct_carry_in,
           np.zeros((), jax.dtypes.float0))
