@@ -60,8 +60,10 @@ def ponder(step_fn: StepFn, max_steps: int, threshold: float, params: PyTree, st
   """
   step_out = jax.eval_shape(step_fn, params, state, inputs, jnp.int32(0))
   carry = halting.initial_halting(step_out, state, mask, max_steps)
-  carry = _run_levels(step_fn, max_steps, threshold, chunk_steps, params, inputs, carry,
-                      jnp.int32(0), level_sizes(mask.shape[0]))
+  carry = while_loop.first_step_then(
+      step_fn, max_steps, threshold, params, inputs, carry,
+      lambda carry: _run_levels(step_fn, max_steps, threshold, chunk_steps, params, inputs,
+                                carry, jnp.int32(1), level_sizes(mask.shape[0])))
   return halting.finish(carry, state)
 
 

@@ -50,9 +50,27 @@ def ponder(step_fn: StepFn, max_steps: int, threshold: float, params: PyTree, st
   """
   step_out = jax.eval_shape(step_fn, params, state, inputs, jnp.int32(0))
   carry = halting.initial_halting(step_out, state, mask, max_steps)
-  carry, _ = run_segment(step_fn, max_steps, threshold, chunk_steps, 0, params, inputs, carry,
-                         jnp.int32(0))
+  carry = first_step_then(
+      step_fn, max_steps, threshold, params, inputs, carry,
+      lambda carry: run_segment(step_fn, max_steps, threshold, chunk_steps, 0, params, inputs,
+                                carry, jnp.int32(1))[0])
   return halting.finish(carry, state)
+
+
+def first_step_then(step_fn: StepFn, max_steps: int, threshold: float, params: PyTree,
+                    inputs: PyTree, carry: halting.Halting,
+                    rest: Callable[[halting.Halting], halting.Halting]) -> halting.Halting:
+  """Takes ponder step 1, then ``rest(carry)`` only if an example is still running.
+
+  Every example takes step 1 (N >= 1, Eq. 13), so it runs as straight-line code
+  that XLA fuses with what surrounds it and JAX differentiates directly (N is
+  a constant there too: the halting test only selects). Where step 1 halts
+  every example (N = 1, common in trained networks) the loops that follow are
+  skipped, forward and backward.
+  """
+  out = step_fn(params, carry.state, inputs, jnp.int32(0))
+  carry = halting.advance(carry, out, jnp.int32(0), max_steps, threshold)
+  return jax.lax.cond(jnp.any(carry.running), rest, lambda carry: carry, carry)
 
 
 def run_segment(step_fn: StepFn, max_steps: int, threshold: float, chunk_steps: int,
