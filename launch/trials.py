@@ -351,14 +351,19 @@ class Runner:
   def run(self, trials: Sequence[Trial]) -> None:
     """Runs ``trials``.
 
-    On Ctrl-C, SIGINT or SIGTERM, passes SIGINT on to the running trials (they
+    On Ctrl-C, SIGINT (also when started with SIGINT ignored, as a background job of a
+    script) or SIGTERM, passes SIGINT on to the running trials (they
     run in their own sessions, so they get it once, from here), waits up to
     ``STOP_GRACE_SECONDS`` for them to save a checkpoint and exit (then kills
     them), records them as interrupted and exits with 130.
     """
     queue = collections.deque(trials)
     heartbeat = time.time()
-    previous_handler = signal.signal(signal.SIGTERM, _raise_terminated)
+    previous_handlers = {
+        signal.SIGTERM: signal.signal(signal.SIGTERM, _raise_terminated),
+        # Even where SIGINT was ignored at start-up (``nohup ... &`` from a script), where
+        # Python installs no handler of its own.
+        signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler)}
     try:
       while queue or self.running:
         while queue and len(self.running) < self.parallel:
@@ -386,7 +391,8 @@ class Runner:
       print("interrupted: run the same command to resume", flush=True)
       raise SystemExit(130) from None
     finally:
-      signal.signal(signal.SIGTERM, previous_handler)
+      for signum, handler in previous_handlers.items():
+        signal.signal(signum, handler)
 
 
 def dry_run_lines(sweep: Sweep, sweep_dir: str, devices: list[str] | None) -> list[str]:

@@ -231,6 +231,30 @@ def _write_edge_sweep(path, num_steps):
       "  return [{'tau': -1.0}, {'tau': 0.01}]\n")
 
 
+def test_sigint_stops_a_runner_started_with_sigint_ignored(tmp_path):
+  """``nohup python -m launch.sweep ... &`` in a script starts it with SIGINT ignored."""
+  sweep_file, sweep_dir = tmp_path / "edge.py", tmp_path / "edge"
+  _write_edge_sweep(sweep_file, num_steps=100_000)
+  runner = subprocess.Popen(
+      [sys.executable, "-m", "launch.sweep", f"--sweep={sweep_file}", f"--sweep_dir={sweep_dir}",
+       "--devices=cpu", "--parallel=2"], cwd=REPO, stdout=subprocess.PIPE, text=True,
+      preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+  metrics = sweep_dir / "tau=0.01" / "metrics.jsonl"
+  try:
+    deadline = time.time() + 120
+    while time.time() < deadline and runner.poll() is None and not (
+        metrics.exists() and metrics.read_text()):
+      time.sleep(0.05)
+    runner.send_signal(signal.SIGINT)
+    output, _ = runner.communicate(timeout=180)
+  finally:
+    if runner.poll() is None:
+      runner.kill()
+  assert runner.returncode == 130, output
+  assert "interrupted: run the same command to resume" in output
+  assert read_manifest(sweep_dir)["trials"][1]["status"] == "interrupted"
+
+
 def test_failed_trial_is_recorded_and_an_interrupted_one_resumes(tmp_path):
   sweep_file, sweep_dir = tmp_path / "edge.py", tmp_path / "edge"
   _write_edge_sweep(sweep_file, num_steps=2000)  # bounded, should the signal go astray
