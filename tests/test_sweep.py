@@ -231,48 +231,43 @@ def _write_edge_sweep(path, num_steps):
       "  return [{'tau': -1.0}, {'tau': 0.01}]\n")
 
 
-def test_sigint_stops_a_runner_started_with_sigint_ignored(tmp_path):
-  """``nohup python -m launch.sweep ... &`` in a script starts it with SIGINT ignored."""
+def _interrupted_edge_sweep(tmp_path, num_steps, signum, **popen):
+  """Runs the edge sweep and sends ``signum`` to the runner once the good trial trains;
+  returns the runner's exit code, its output and the sweep's file and dir."""
   sweep_file, sweep_dir = tmp_path / "edge.py", tmp_path / "edge"
-  _write_edge_sweep(sweep_file, num_steps=100_000)
+  _write_edge_sweep(sweep_file, num_steps=num_steps)
   runner = subprocess.Popen(
       [sys.executable, "-m", "launch.sweep", f"--sweep={sweep_file}", f"--sweep_dir={sweep_dir}",
-       "--devices=cpu", "--parallel=2"], cwd=REPO, stdout=subprocess.PIPE, text=True,
-      preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+       "--devices=cpu", "--parallel=2"], cwd=REPO, stdout=subprocess.PIPE, text=True, **popen)
   metrics = sweep_dir / "tau=0.01" / "metrics.jsonl"
   try:
     deadline = time.time() + 120
     while time.time() < deadline and runner.poll() is None and not (
         metrics.exists() and metrics.read_text()):
       time.sleep(0.05)
-    runner.send_signal(signal.SIGINT)
+    runner.send_signal(signum)
     output, _ = runner.communicate(timeout=180)
   finally:
     if runner.poll() is None:
       runner.kill()
-  assert runner.returncode == 130, output
+  return runner.returncode, output, sweep_file, sweep_dir
+
+
+def test_sigint_stops_a_runner_started_with_sigint_ignored(tmp_path):
+  """``nohup python -m launch.sweep ... &`` in a script starts it with SIGINT ignored."""
+  code, output, _, sweep_dir = _interrupted_edge_sweep(
+      tmp_path, 100_000, signal.SIGINT,
+      preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+  assert code == 130, output
   assert "interrupted: run the same command to resume" in output
   assert read_manifest(sweep_dir)["trials"][1]["status"] == "interrupted"
 
 
 def test_failed_trial_is_recorded_and_an_interrupted_one_resumes(tmp_path):
-  sweep_file, sweep_dir = tmp_path / "edge.py", tmp_path / "edge"
-  _write_edge_sweep(sweep_file, num_steps=2000)  # bounded, should the signal go astray
-  runner = subprocess.Popen(
-      [sys.executable, "-m", "launch.sweep", f"--sweep={sweep_file}", f"--sweep_dir={sweep_dir}",
-       "--devices=cpu", "--parallel=2"], cwd=REPO, stdout=subprocess.PIPE, text=True)
-  metrics = sweep_dir / "tau=0.01" / "metrics.jsonl"
-  try:
-    deadline = time.time() + 120
-    while time.time() < deadline and runner.poll() is None and not (
-        metrics.exists() and metrics.read_text()):
-      time.sleep(0.05)
-    runner.send_signal(signal.SIGTERM)  # as a scheduler would; the runner passes it on
-    output, _ = runner.communicate(timeout=180)
-  finally:
-    if runner.poll() is None:
-      runner.kill()
-  assert runner.returncode == 130, output
+  # 2000 steps: bounded, should the signal go astray. SIGTERM: as a scheduler would send;
+  # the runner passes it on.
+  code, output, sweep_file, sweep_dir = _interrupted_edge_sweep(tmp_path, 2000, signal.SIGTERM)
+  assert code == 130, output
   manifest = read_manifest(sweep_dir)
   bad, good = manifest["trials"]
   assert bad["status"] == "failed" and bad["return_code"] not in (0, None)
