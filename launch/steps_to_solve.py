@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from launch import sweep_results
+
 COLUMNS = ("trial", "model", "seed", "solved_step", "step", "sequence_error", "repetitions")
 
 
@@ -40,20 +42,15 @@ def repetitions(mode: str, network: Mapping[str, Any]) -> float:
   return network["mean_ponder"] - 1 if mode == "act" else network["mean_steps"]
 
 
-def _read_json(path: str) -> dict[str, Any]:
-  with open(path) as f:
-    return json.load(f)
-
-
 def trial_rows(sweep_dir: str) -> list[dict[str, Any]]:
   """One row per network of each finished trial of ``sweep_dir`` that set ``solved_at``:
   ``COLUMNS``, and the model's sort key ``order``."""
   rows = []
   for path in sorted(glob.glob(os.path.join(sweep_dir, "*", "results.json"))):
-    results = _read_json(path)
+    results = sweep_results.read_json(path)
     if "solved_step" not in results:
       continue
-    config = _read_json(os.path.join(os.path.dirname(path), "config.json"))
+    config = sweep_results.read_json(os.path.join(os.path.dirname(path), "config.json"))
     model, order = model_of(results, config)
     for network in results["networks"]:
       rows.append({"trial": os.path.basename(os.path.dirname(path)), "model": model,

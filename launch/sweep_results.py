@@ -74,7 +74,7 @@ def network_rows(trial: str, results: Mapping[str, Any], config: Mapping[str, An
   return rows, difficulty_rows
 
 
-def _read_json(path: str) -> dict[str, Any]:
+def read_json(path: str) -> dict[str, Any]:
   with open(path) as f:
     return json.load(f)
 
@@ -85,9 +85,9 @@ def load_sweep_results(sweep_dir: str
   rows, difficulty_rows, difficulty_names = [], [], set()
   for path in sorted(glob.glob(os.path.join(sweep_dir, "*", "results.json"))):
     trial_dir = os.path.dirname(path)
-    results = _read_json(path)
+    results = read_json(path)
     config_path = os.path.join(trial_dir, "config.json")
-    config = _read_json(config_path) if os.path.exists(config_path) else {}
+    config = read_json(config_path) if os.path.exists(config_path) else {}
     trial_rows, trial_difficulty_rows = network_rows(os.path.basename(trial_dir), results, config)
     rows += trial_rows
     difficulty_rows += trial_difficulty_rows

@@ -54,26 +54,30 @@ class SolvedTracker:
                history: Sequence[tuple[int, Sequence[float]]] = ()):
     self.solved_at, self.window = solved_at, window
     self._evaluations: list[list[tuple[int, float]]] = [[] for _ in range(num_networks)]
+    self._solved_steps: list[int | None] = [None] * num_networks
     for step, values in history:
       self.add(step, values)
 
   def add(self, step: int, values: Sequence[float]) -> None:
-    """Records one evaluation: network i's metric ``values[i]`` at ``step``."""
-    for evaluations, value in zip(self._evaluations, values, strict=True):
-      if not evaluations or evaluations[-1][0] < step:
-        evaluations.append((step, float(value)))
+    """Records one evaluation: network i's metric ``values[i]`` at ``step``; a network
+    not yet solved is solved here if its last ``window`` evaluations qualify."""
+    for i, (evaluations, value) in enumerate(zip(self._evaluations, values, strict=True)):
+      if evaluations and evaluations[-1][0] >= step:
+        continue
+      evaluations.append((step, float(value)))
+      if self._solved_steps[i] is None and self.solved_at > 0:
+        self._solved_steps[i] = first_solved_step(evaluations[-self.window:], self.solved_at,
+                                                  self.window)
 
   @property
   def solved_steps(self) -> list[int | None]:
     """Each network's solved step (None: not solved, or no threshold set)."""
-    if not self.solved_at > 0:
-      return [None] * len(self._evaluations)
-    return [first_solved_step(e, self.solved_at, self.window) for e in self._evaluations]
+    return list(self._solved_steps)
 
   @property
   def all_solved(self) -> bool:
     """Whether every network is solved (training may stop)."""
-    return all(step is not None for step in self.solved_steps)
+    return None not in self._solved_steps
 
 
 def eval_history(workdir: str, metric: str, num_networks: int,
