@@ -132,7 +132,8 @@ class AdaptiveComputationTime(nnx.Module):
     result = ponder_loop.ponder(step_fn, params, carry, inputs, max_steps=self.max_steps,
                                epsilon=self.epsilon, mask=mask, backend=self.backend,
                                chunk_steps=self.chunk_steps,
-                               independent_examples=self.independent_examples)
+                               independent_examples=self.independent_examples,
+                               first_step_flag_only=True)
     return result.state, (self._project(result.output), result.stats)
 
   def ponder_sequence(
@@ -159,5 +160,5 @@ class AdaptiveComputationTime(nnx.Module):
         step_fn, params, initial_carry, inputs, max_steps=self.max_steps,
         epsilon=self.epsilon, mask=mask, lengths=lengths, backend=self.backend,
         chunk_steps=self.chunk_steps, independent_examples=self.independent_examples,
-        remat=remat)
+        first_step_flag_only=True, remat=remat)
     return result._replace(outputs=self._project(result.outputs))

@@ -103,6 +103,7 @@ def ponder(
     backend: Backend = "while",
     chunk_steps: int = DEFAULT_CHUNK_STEPS,
     independent_examples: bool = False,
+    first_step_flag_only: bool = False,
 ) -> PonderResult:
   """Runs ACT for one input step over a batch (Graves 2016, Eqs. 3-13).
 
@@ -145,6 +146,15 @@ def ponder(
       forward and backward. A step function that mixes examples (attention,
       batch statistics) gives wrong results with it. The ``"scan"`` backend
       computes the same values either way.
+    first_step_flag_only: declares that ``step_fn`` reads ``step_index`` only
+      through the first-step flag ``step_index == 0`` of Eq. 3 (as steps built
+      on :func:`with_first_step_flag` do, e.g. :func:`act_jax.cells.cell_step_fn`,
+      which the Flax wrappers use). The ``"while"`` backend then calls it with
+      the constant index 1 for every step after the first, so what it computes
+      from ``params`` and ``inputs`` alone (a cell's input projection) is
+      loop-invariant and computed once, not per step. A step function that
+      reads the index otherwise (a depth embedding) gives wrong results with
+      it. The ``"scan"`` backend computes the same values either way.
 
   Returns:
     A :class:`PonderResult`.
@@ -157,6 +167,8 @@ def ponder(
   if isinstance(chunk_steps, bool) or not isinstance(chunk_steps, numbers.Integral) or (
       chunk_steps < 1):
     raise ValueError(f"chunk_steps must be an integer >= 1, got {chunk_steps!r}")
+  if not isinstance(first_step_flag_only, bool):
+    raise ValueError(f"first_step_flag_only must be a bool, got {first_step_flag_only!r}")
   step_index = jnp.zeros((), jnp.int32)
   step_out = _check_step_shapes(step_fn, params, state, inputs, step_index)
   batch_shape = step_out.halting_logit.shape
@@ -175,7 +187,7 @@ def ponder(
     return scan.ponder(step_fn, max_steps, threshold, params, state, inputs, mask)
   loop = compact if independent_examples else while_loop
   return loop.ponder(step_fn, max_steps, threshold, params, state, inputs, mask,
-                     chunk_steps=int(chunk_steps))
+                     chunk_steps=int(chunk_steps), first_step_flag_only=first_step_flag_only)
 
 
 def _check_independent_examples(batch_shape: tuple[int, ...], inputs: PyTree) -> None:

@@ -56,6 +56,7 @@ def ponder_sequence(
     backend: ponder_loop.Backend = "while",
     chunk_steps: int = ponder_loop.DEFAULT_CHUNK_STEPS,
     independent_examples: bool = False,
+    first_step_flag_only: bool = False,
     remat: bool = True,
 ) -> SequenceResult:
   """Runs ACT over a batch of input sequences (Graves 2016, Eqs. 3-13 per step).
@@ -77,6 +78,9 @@ def ponder_sequence(
     independent_examples: see :func:`act_jax.ponder`: the step function treats
       examples independently, so the ``"while"`` loop compacts the batch as
       examples halt.
+    first_step_flag_only: see :func:`act_jax.ponder`: the step function reads
+      its step index only as the first-step flag, so the ``"while"`` loop
+      computes what depends on the inputs alone once per input step.
     remat: rematerialise each input step in the backward pass (keeps memory
       ``O(T * state)``); turn off only for short sequences.
 
@@ -111,7 +115,8 @@ def ponder_sequence(
     result = ponder_loop.ponder(step_fn, params, state, x_t, max_steps=max_steps,
                                epsilon=epsilon, mask=mask_t, backend=backend,
                                chunk_steps=chunk_steps,
-                               independent_examples=independent_examples)
+                               independent_examples=independent_examples,
+                               first_step_flag_only=first_step_flag_only)
     return result.state, (result.output, result.stats)
 
   if remat:

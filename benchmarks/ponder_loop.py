@@ -115,8 +115,10 @@ def _scheduled_step_fn(cell):
 def _act_train_step(cell, backend: str, max_steps: int, sequence: bool,
                     independent_examples: bool = False, step_fn=None):
   """Jitted (loss and gradient, loss alone, ponder stats) of ACT (BCE + tau * rho)."""
+  # The benchmark's own steps read the step index only as the first-step flag.
+  options = {"independent_examples": independent_examples,
+             "first_step_flag_only": step_fn is None}
   step_fn = step_fn or _act_step_fn(cell, sequence)
-  options = {"independent_examples": independent_examples}
   if _CHUNK_STEPS.value is not None and backend == "while":
     options["chunk_steps"] = _CHUNK_STEPS.value
   run = functools.partial(act_jax.ponder_sequence if sequence else act_jax.ponder, **options)

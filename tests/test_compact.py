@@ -40,8 +40,11 @@ def _loss_and_grads(params, state, x, mask, *, cell_name, backend, independent, 
   step_fn = batched_step(CELLS[cell_name][1])
 
   def loss(params, state, x):
+    # As the task models run it: compacting, input projection hoisted (the cell
+    # reads the step index only as the first-step flag).
     r = act_jax.ponder(step_fn, params, state, x, max_steps=M, mask=mask, backend=backend,
-                       chunk_steps=chunk_steps, independent_examples=independent)
+                       chunk_steps=chunk_steps, independent_examples=independent,
+                       first_step_flag_only=independent)
     total = (_task_loss(r.state, r.output) + TAU * jnp.sum(r.stats.ponder_cost)
              + jnp.sum(r.stats.halting_probs * jnp.linspace(0.1, 1.0, M)))
     return total, r
@@ -152,6 +155,8 @@ def test_rejects_misuse():
   step_fn, params, state, x = _step_fn_and_data()
   with pytest.raises(ValueError, match="independent_examples must be a bool, got 'yes'"):
     act_jax.ponder(step_fn, params, state, x, max_steps=4, independent_examples="yes")
+  with pytest.raises(ValueError, match="first_step_flag_only must be a bool, got 1"):
+    act_jax.ponder(step_fn, params, state, x, max_steps=4, first_step_flag_only=1)
   with pytest.raises(ValueError, match=r"lead with the batch axis 8; leaf \[1\] has shape \[3\]"):
     act_jax.ponder(lambda p, s, xs, n: step_fn(p, s, xs[0] + xs[1], n), params, state,
                    (x, jnp.ones(3)), max_steps=4, independent_examples=True)

@@ -98,14 +98,15 @@ TAU = 0.37
 
 
 @functools.partial(jax.jit, static_argnames=("cell_name", "backend", "max_steps", "epsilon",
-                                             "chunk_steps"))
+                                             "chunk_steps", "first_step_flag_only"))
 def _library_loss_and_grads(params, state, x, *, cell_name, backend, max_steps, epsilon,
-                            chunk_steps=16):
+                            chunk_steps=16, first_step_flag_only=False):
   step_fn = batched_step(CELLS[cell_name][1])
 
   def loss(params, state, x):
     r = act_jax.ponder(step_fn, params, state, x, max_steps=max_steps, epsilon=epsilon,
-                       backend=backend, chunk_steps=chunk_steps)
+                       backend=backend, chunk_steps=chunk_steps,
+                       first_step_flag_only=first_step_flag_only)
     total = (_task_loss(r.state, r.output) + TAU * jnp.sum(r.stats.ponder_cost)
              + jnp.sum(r.stats.halting_probs * jnp.linspace(0.1, 1.0, max_steps)))
     return total, r
@@ -139,15 +140,19 @@ def _assert_tree_close(a, b, rtol=2e-4, atol=2e-5):
 
 # "while" with chunk_steps=2 recomputes all but the first two steps' residuals
 # from checkpoints in the backward pass; with 16 (> max_steps) it records all.
-@pytest.mark.parametrize("backend,chunk_steps", [("while", 16), ("while", 2), ("scan", 16)])
+# first_step_flag_only: the steps after the first get the constant index 1 (the
+# cell reads it only as the flag), in the forward, recomputing and backward loops.
+@pytest.mark.parametrize("backend,chunk_steps,first_step_flag_only", [
+    ("while", 16, False), ("while", 2, False), ("while", 2, True), ("scan", 16, False)])
 @pytest.mark.parametrize("cell_name", ["tanh", "lstm"])
-def test_matches_reference_values_and_gradients(backend, chunk_steps, cell_name):
+def test_matches_reference_values_and_gradients(backend, chunk_steps, first_step_flag_only,
+                                                cell_name):
   max_steps, batch = 7, 12
   params = CELLS[cell_name][0](jax.random.PRNGKey(1), halting_bias=-1.5)
   state, x = _inputs(jax.random.PRNGKey(2), batch, cell_name)
   value, result, grads = _library_loss_and_grads(
       params, state, x, cell_name=cell_name, backend=backend, max_steps=max_steps,
-      epsilon=0.01, chunk_steps=chunk_steps)
+      epsilon=0.01, chunk_steps=chunk_steps, first_step_flag_only=first_step_flag_only)
   ref_value, ref_steps, (s, y, remainder, rho, probs), ref_grads = _reference_loss_and_grads(
       params, state, x, cell_name=cell_name, max_steps=max_steps, epsilon=0.01)
   # The batch must exercise mixed N, including the cap.

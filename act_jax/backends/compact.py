@@ -41,7 +41,8 @@ def level_sizes(batch: int) -> tuple[int, ...]:
 
 
 def ponder(step_fn: StepFn, max_steps: int, threshold: float, params: PyTree, state: PyTree,
-           inputs: PyTree, mask: jax.Array, *, chunk_steps: int) -> PonderResult:
+           inputs: PyTree, mask: jax.Array, *, chunk_steps: int,
+           first_step_flag_only: bool = False) -> PonderResult:
   """Runs ponder steps (Eqs. 3-13) on a batch that shrinks as examples halt.
 
   Args:
@@ -54,6 +55,7 @@ def ponder(step_fn: StepFn, max_steps: int, threshold: float, params: PyTree, st
     inputs: ``x_t``, leaves ``[B, ...]`` (gathered with the examples).
     mask: bool ``[B]``; False: not computed.
     chunk_steps: steps recorded per chunk for the backward pass (per level).
+    first_step_flag_only: see :func:`act_jax.backends.while_loop.later_steps_fn`.
 
   Returns:
     The :class:`act_jax.PonderResult`, equal to the other backends'.
@@ -62,7 +64,8 @@ def ponder(step_fn: StepFn, max_steps: int, threshold: float, params: PyTree, st
   carry = halting.initial_halting(step_out, state, mask, max_steps)
   carry = while_loop.first_step_then(
       step_fn, max_steps, threshold, params, inputs, carry,
-      lambda carry: _run_levels(step_fn, max_steps, threshold, chunk_steps, params, inputs,
+      lambda carry: _run_levels(while_loop.later_steps_fn(step_fn, first_step_flag_only),
+                                max_steps, threshold, chunk_steps, params, inputs,
                                 carry, jnp.int32(1), level_sizes(mask.shape[0])))
   return halting.finish(carry, state)
 

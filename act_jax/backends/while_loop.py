@@ -31,7 +31,8 @@ from act_jax.ponder_types import PonderResult, PonderStep, PyTree, StepFn
 
 
 def ponder(step_fn: StepFn, max_steps: int, threshold: float, params: PyTree, state: PyTree,
-           inputs: PyTree, mask: jax.Array, *, chunk_steps: int) -> PonderResult:
+           inputs: PyTree, mask: jax.Array, *, chunk_steps: int,
+           first_step_flag_only: bool = False) -> PonderResult:
   """Runs ponder steps (Eqs. 3-13) until every example has halted.
 
   Args:
@@ -44,17 +45,41 @@ def ponder(step_fn: StepFn, max_steps: int, threshold: float, params: PyTree, st
     inputs: ``x_t``.
     mask: bool, ``batch_shape``; False: not computed.
     chunk_steps: steps recorded per chunk for the backward pass.
+    first_step_flag_only: ``step_fn`` reads ``step_index`` only through
+      ``step_index == 0``; steps after the first then get the constant index
+      1 (see :func:`later_steps_fn`).
 
   Returns:
     The :class:`act_jax.PonderResult`.
   """
   step_out = jax.eval_shape(step_fn, params, state, inputs, jnp.int32(0))
   carry = halting.initial_halting(step_out, state, mask, max_steps)
+  later_fn = later_steps_fn(step_fn, first_step_flag_only)
   carry = first_step_then(
       step_fn, max_steps, threshold, params, inputs, carry,
-      lambda carry: run_segment(step_fn, max_steps, threshold, chunk_steps, 0, params, inputs,
-                                carry, jnp.int32(1))[0])
+      lambda carry: run_segment(later_fn, max_steps, threshold, chunk_steps, 0, params,
+                                inputs, carry, jnp.int32(1))[0])
   return halting.finish(carry, state)
+
+
+def later_steps_fn(step_fn: StepFn, first_step_flag_only: bool) -> StepFn:
+  """The step function the loops after step 1 call.
+
+  With ``first_step_flag_only`` (``step_fn`` reads ``step_index`` only through
+  the first-step flag ``step_index == 0`` of Eq. 3) it is ``step_fn`` at the
+  constant index 1, so every loop iteration evaluates the same function of the
+  state: whatever the step computes from ``params`` and ``inputs`` alone (a
+  cell's input projection ``[x; 0] W_x``) is loop-invariant, and XLA hoists it
+  out of the forward and backward loops instead of recomputing it per step.
+  """
+  if not first_step_flag_only:
+    return step_fn
+  return functools.partial(_at_index_one, step_fn)
+
+
+def _at_index_one(step_fn: StepFn, params, state, inputs, step_index) -> PonderStep:
+  del step_index  # every step it serves is past the first
+  return step_fn(params, state, inputs, jnp.int32(1))
 
 
 def first_step_then(step_fn: StepFn, max_steps: int, threshold: float, params: PyTree,
