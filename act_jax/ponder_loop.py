@@ -163,14 +163,32 @@ def ponder(
     ValueError: if a setting is invalid or the step function's shapes or
       dtypes do not match the state (raised at trace time, naming the leaf).
   """
+  threshold, mask = checked_step_call(step_fn, params, state, inputs, mask, max_steps=max_steps,
+                                      epsilon=epsilon, backend=backend,
+                                      chunk_steps=chunk_steps,
+                                      independent_examples=independent_examples,
+                                      first_step_flag_only=first_step_flag_only)
+  if backend == "scan":
+    return scan.ponder(step_fn, max_steps, threshold, params, state, inputs, mask)
+  loop = compact if independent_examples else while_loop
+  return loop.ponder(step_fn, max_steps, threshold, params, state, inputs, mask,
+                     chunk_steps=int(chunk_steps), first_step_flag_only=first_step_flag_only)
+
+
+def checked_step_call(step_fn: StepFn, params: PyTree, state: PyTree, inputs: PyTree,
+                      mask: jax.typing.ArrayLike | None, *, max_steps: int, epsilon: float,
+                      backend: Any, chunk_steps: Any, independent_examples: Any,
+                      first_step_flag_only: Any) -> tuple[float, jax.Array]:
+  """Checks the arguments of :func:`ponder` (raising ``ValueError`` naming the
+  bad value) and returns the threshold ``1 - epsilon`` in the halting dtype
+  and the mask (all True if ``mask`` is None)."""
   check_ponder_config(max_steps, epsilon, backend, independent_examples)
   if isinstance(chunk_steps, bool) or not isinstance(chunk_steps, numbers.Integral) or (
       chunk_steps < 1):
     raise ValueError(f"chunk_steps must be an integer >= 1, got {chunk_steps!r}")
   if not isinstance(first_step_flag_only, bool):
     raise ValueError(f"first_step_flag_only must be a bool, got {first_step_flag_only!r}")
-  step_index = jnp.zeros((), jnp.int32)
-  step_out = _check_step_shapes(step_fn, params, state, inputs, step_index)
+  step_out = _check_step_shapes(step_fn, params, state, inputs, jnp.zeros((), jnp.int32))
   batch_shape = step_out.halting_logit.shape
   if mask is None:
     mask = jnp.ones(batch_shape, bool)
@@ -180,14 +198,9 @@ def ponder(
       raise ValueError(
           f"mask must be a bool array of the batch shape {batch_shape}, got "
           f"{mask.dtype}{list(mask.shape)}")
-  threshold = halting.threshold_for(epsilon, halting.halting_dtype(step_out))
   if independent_examples:
     _check_independent_examples(batch_shape, inputs)
-  if backend == "scan":
-    return scan.ponder(step_fn, max_steps, threshold, params, state, inputs, mask)
-  loop = compact if independent_examples else while_loop
-  return loop.ponder(step_fn, max_steps, threshold, params, state, inputs, mask,
-                     chunk_steps=int(chunk_steps), first_step_flag_only=first_step_flag_only)
+  return halting.threshold_for(epsilon, halting.halting_dtype(step_out)), mask
 
 
 def _check_independent_examples(batch_shape: tuple[int, ...], inputs: PyTree) -> None:

@@ -1,11 +1,16 @@
 """ACT over a whole input sequence: an outer scan over time, a ponder loop per step.
 
 The state carried from input step ``t`` to ``t + 1`` is the mean-field state of
-Eq. 9. Under reverse-mode autodiff each input step is rematerialised
-(``jax.checkpoint``): the forward pass keeps only the state entering each input
-step, ``O(T * state)``, and the backward pass re-runs one step's ponder loop at
-a time, which adds ``O(max_steps * state)`` for that step alone. So memory never
-grows as ``T * max_steps * state``, whichever backend runs the ponder loop.
+Eq. 9. With the ``"while"`` backend a sequence of several input steps is
+differentiated as a whole (:mod:`act_jax.backends.while_sequence`): an input
+step where every example halts at ponder step 1 costs a plain RNN step, and
+ponder steps 2, 3, ... are re-run, recording, only in the backward pass of the
+input steps that took them. Otherwise (the ``"scan"`` backend, one input step,
+or compaction of a step function that closes over traced values) each input
+step is one :func:`act_jax.ponder` call, rematerialised with ``jax.checkpoint``
+under ``remat``. With ``remat`` the forward pass keeps ``O(T * state)``, and
+either way the backward pass holds one input step's ponder loop at a time, so
+memory never grows as ``T * max_steps * state``.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from act_jax import ponder_loop
+from act_jax.backends import while_sequence
 
 PyTree = ponder_loop.PyTree
 
@@ -81,8 +87,11 @@ def ponder_sequence(
     first_step_flag_only: see :func:`act_jax.ponder`: the step function reads
       its step index only as the first-step flag, so the ``"while"`` loop
       computes what depends on the inputs alone once per input step.
-    remat: rematerialise each input step in the backward pass (keeps memory
-      ``O(T * state)``); turn off only for short sequences.
+    remat: with the ``"while"`` backend over several input steps, recompute
+      each input step's first ponder step in the backward pass instead of
+      keeping its residuals (``O(T * state)`` instead of a plain RNN's
+      ``O(T * first-step residuals)``); otherwise rematerialise each input
+      step's whole ponder loop. Turn off only for short sequences.
 
   Returns:
     A :class:`SequenceResult`.
@@ -110,19 +119,33 @@ def ponder_sequence(
     raise ValueError(
         f"mask must be bool [{batch_size}, {time_steps}], got {mask.dtype}{list(mask.shape)}")
 
-  def one_step(state, xs):
-    x_t, mask_t = xs
-    result = ponder_loop.ponder(step_fn, params, state, x_t, max_steps=max_steps,
-                               epsilon=epsilon, mask=mask_t, backend=backend,
-                               chunk_steps=chunk_steps,
-                               independent_examples=independent_examples,
-                               first_step_flag_only=first_step_flag_only)
-    return result.state, (result.output, result.stats)
-
-  if remat:
-    one_step = jax.checkpoint(one_step)
   time_major = lambda x: jnp.swapaxes(x, 0, 1)
-  final_state, per_step = jax.lax.scan(
-      one_step, initial_state, (jax.tree.map(time_major, inputs), time_major(mask)))
+  inputs, mask = jax.tree.map(time_major, inputs), time_major(mask)
+  threshold, _ = ponder_loop.checked_step_call(
+      step_fn, params, initial_state, jax.tree.map(lambda x: x[0], inputs), mask[0],
+      max_steps=max_steps, epsilon=epsilon, backend=backend, chunk_steps=chunk_steps,
+      independent_examples=independent_examples, first_step_flag_only=first_step_flag_only)
+  step, consts = while_sequence.hoist(step_fn, params, initial_state,
+                                      jax.tree.map(lambda x: x[0], inputs))
+  if backend == "while" and time_steps > 1 and not (independent_examples and consts):
+    final_state, per_step = while_sequence.ponder_sequence(
+        step, max_steps, threshold, (params, consts), initial_state, inputs, mask,
+        chunk_steps=int(chunk_steps), independent_examples=independent_examples,
+        first_step_flag_only=first_step_flag_only, remat=remat)
+  else:
+    # The scan backend; compaction of a step function with closures; or one
+    # input step, where act_jax.ponder's VJP records as it runs forward (the
+    # sequence VJP would run ponder steps 2, 3, ... again, backward).
+    def one_step(state, xs):
+      x_t, mask_t = xs
+      result = ponder_loop.ponder(step_fn, params, state, x_t, max_steps=max_steps,
+                                 epsilon=epsilon, mask=mask_t, backend=backend,
+                                 chunk_steps=chunk_steps,
+                                 independent_examples=independent_examples,
+                                 first_step_flag_only=first_step_flag_only)
+      return result.state, (result.output, result.stats)
+
+    final_state, per_step = jax.lax.scan(jax.checkpoint(one_step) if remat else one_step,
+                                         initial_state, (inputs, mask))
   outputs, stats = jax.tree.map(time_major, per_step)
   return SequenceResult(outputs, final_state, stats)

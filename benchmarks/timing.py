@@ -20,13 +20,19 @@ def median_seconds(fns: dict[str, Callable], args, rounds: int) -> dict[str, flo
   """Median seconds per call of each function, interleaved round by round.
 
   Interleaving puts every variant under the same load on a shared, noisy
-  machine, so their ratios mean more than their absolute times.
+  machine, so their ratios mean more than their absolute times. Each timed
+  call follows an untimed call of the same function: the first call after a
+  different program pays for the memory and caches that program left behind
+  (on the CPU an LSTM forward pass timed right after a training step took
+  twice its warm time), which a training loop, calling one program again and
+  again, does not.
   """
   for fn in fns.values():  # warm up (and compile)
     jax.block_until_ready(fn(*args))
   samples = {name: [] for name in fns}
   for _ in range(rounds):
     for name, fn in fns.items():
+      jax.block_until_ready(fn(*args))
       start = time.perf_counter()
       jax.block_until_ready(fn(*args))
       samples[name].append(time.perf_counter() - start)

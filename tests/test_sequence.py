@@ -1,5 +1,7 @@
 """ponder_sequence against a loop of single-step reference calls; memory bound."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,7 +9,7 @@ import pytest
 
 import act_jax
 import reference
-from test_ponder_loop import BACKENDS, CELLS, IN, HID, batched_step, reference_step
+from test_ponder_loop import BACKENDS, CELLS, HID, IN, batched_step, reference_step
 
 PARAMS = CELLS["lstm"][0](jax.random.PRNGKey(11), halting_bias=-1.0)
 STEP_FN = batched_step(CELLS["lstm"][1])
@@ -118,3 +120,88 @@ def test_training_memory_does_not_grow_with_time_times_max_steps():
   per_state = batch * hidden * 4
   assert analysis.temp_size_in_bytes < time_steps * max_steps * per_state / 8, (
       analysis.temp_size_in_bytes, time_steps * max_steps * per_state)
+
+
+# The "while" backend differentiates a whole sequence at once (one custom VJP,
+# act_jax/backends/while_sequence.py); the "scan" backend is plain autodiff.
+SEQ_B, SEQ_T, SEQ_M = 8, 6, 7
+
+
+def _sequence_data(cell_name):
+  # Biases that give each cell a spread of N from 1 to the cap.
+  params = CELLS[cell_name][0](jax.random.PRNGKey(21),
+                               halting_bias={"tanh": 2.0, "lstm": 4.0}[cell_name])
+  kx, ks, km = jax.random.split(jax.random.PRNGKey(22), 3)
+  x = 3.0 * jax.random.normal(kx, (SEQ_B, SEQ_T, IN))
+  state = jax.random.normal(ks, (SEQ_B, HID)) * 0.5
+  if cell_name == "lstm":
+    state = (state, -state)
+  mask = jax.random.bernoulli(km, 0.8, (SEQ_B, SEQ_T)).at[:, 2].set(False)
+  return params, state, x, mask
+
+
+@functools.partial(jax.jit, static_argnames=("cell_name", "backend", "independent_examples",
+                                             "remat", "first_step_flag_only", "argnums"))
+def _sequence_loss_and_grads(params, state, x, mask, *, cell_name, backend, argnums,
+                             independent_examples=False, remat=True,
+                             first_step_flag_only=False):
+  def loss(params, state, x):
+    r = act_jax.ponder_sequence(
+        batched_step(CELLS[cell_name][1]), params, state, x, max_steps=SEQ_M, mask=mask,
+        backend=backend, chunk_steps=2, independent_examples=independent_examples,
+        remat=remat, first_step_flag_only=first_step_flag_only)
+    final = sum(jnp.sum(jnp.sin(s)) for s in jax.tree.leaves(r.final_state))
+    return jnp.sum((r.outputs - 0.3) ** 2) + final + TAU * jnp.sum(r.stats.ponder_cost), r
+  (value, r), grads = jax.value_and_grad(loss, argnums, has_aux=True)(params, state, x)
+  return value, r.stats.steps, grads
+
+
+@pytest.mark.parametrize("cell_name", ["tanh", "lstm"])
+@pytest.mark.parametrize(  # argnums 0: the inputs and state are not differentiated
+    "independent_examples,remat,first_step_flag_only,argnums",
+    [(False, False, False, (0, 1, 2)), (True, False, True, 0), (False, True, True, 0),
+     (True, True, False, (0, 1, 2))])
+def test_sequence_while_matches_scan(cell_name, independent_examples, remat,
+                                     first_step_flag_only, argnums):
+  params, state, x, mask = _sequence_data(cell_name)
+  run = functools.partial(_sequence_loss_and_grads, params, state, x, mask,
+                          cell_name=cell_name, argnums=argnums)
+  value, steps, grads = run(backend="while", independent_examples=independent_examples,
+                            remat=remat, first_step_flag_only=first_step_flag_only)
+  ref_value, ref_steps, ref_grads = run(backend="scan")
+  steps = np.asarray(steps)
+  np.testing.assert_array_equal(steps, ref_steps)
+  # The data exercise masked steps, halting at step 1, several steps, the cap, and
+  # an input step with no example past ponder step 1.
+  assert {0, 1, SEQ_M} <= set(steps.ravel().tolist()) and np.any((steps > 1) & (steps < SEQ_M))
+  assert np.any(np.all(steps <= 1, axis=0))
+  np.testing.assert_allclose(value, ref_value, rtol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5),
+               grads, ref_grads)
+
+
+@pytest.mark.parametrize("independent_examples", [False, True])
+def test_sequence_step_fn_closing_over_traced_values(independent_examples):
+  # A step function that closes over a traced value: the while backend hoists it
+  # (closure conversion) and differentiates it; with compaction the sequence
+  # falls back to per-input-step loops.
+  params, state, x, mask = _sequence_data("tanh")
+
+  def loss(scale, backend):
+    cell = lambda p, s, x_: _scale_state(CELLS["tanh"][1](p, s, x_), scale)
+    r = act_jax.ponder_sequence(batched_step(cell), params, state, x, max_steps=SEQ_M,
+                                mask=mask, backend=backend,
+                                independent_examples=independent_examples and backend == "while")
+    return jnp.sum((r.outputs - 0.3) ** 2) + TAU * jnp.sum(r.stats.ponder_cost)
+
+  grad = jax.jit(jax.value_and_grad(loss), static_argnums=1)
+  value, d_scale = grad(jnp.float32(0.9), "while")
+  ref_value, ref_d_scale = grad(jnp.float32(0.9), "scan")
+  np.testing.assert_allclose(value, ref_value, rtol=1e-5)
+  np.testing.assert_allclose(d_scale, ref_d_scale, rtol=2e-4)
+  assert abs(float(d_scale)) > 1e-3
+
+
+def _scale_state(cell_out, scale):
+  state, output, logit = cell_out
+  return scale * state, output, logit

@@ -21,6 +21,8 @@ are static: nothing retraces when the number of halted examples changes.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -64,10 +66,19 @@ def ponder(step_fn: StepFn, max_steps: int, threshold: float, params: PyTree, st
   carry = halting.initial_halting(step_out, state, mask, max_steps)
   carry = while_loop.first_step_then(
       step_fn, max_steps, threshold, params, inputs, carry,
-      lambda carry: _run_levels(while_loop.later_steps_fn(step_fn, first_step_flag_only),
-                                max_steps, threshold, chunk_steps, params, inputs,
-                                carry, jnp.int32(1), level_sizes(mask.shape[0])))
+      functools.partial(after_first_step, step_fn, max_steps, threshold, chunk_steps,
+                        first_step_flag_only, params, inputs))
   return halting.finish(carry, state)
+
+
+def after_first_step(step_fn: StepFn, max_steps: int, threshold: float, chunk_steps: int,
+                     first_step_flag_only: bool, params: PyTree, inputs: PyTree,
+                     carry: halting.Halting) -> halting.Halting:
+  """Ponder steps 2, 3, ... from the halting state after step 1, on ever smaller
+  batches, until every example has halted; differentiable (reverse mode)."""
+  return _run_levels(while_loop.later_steps_fn(step_fn, first_step_flag_only), max_steps,
+                     threshold, chunk_steps, params, inputs, carry, jnp.int32(1),
+                     level_sizes(carry.tally.shape[0]))
 
 
 def _run_levels(step_fn, max_steps, threshold, chunk_steps, params, inputs,

@@ -54,12 +54,20 @@ def ponder(step_fn: StepFn, max_steps: int, threshold: float, params: PyTree, st
   """
   step_out = jax.eval_shape(step_fn, params, state, inputs, jnp.int32(0))
   carry = halting.initial_halting(step_out, state, mask, max_steps)
-  later_fn = later_steps_fn(step_fn, first_step_flag_only)
   carry = first_step_then(
       step_fn, max_steps, threshold, params, inputs, carry,
-      lambda carry: run_segment(later_fn, max_steps, threshold, chunk_steps, 0, params,
-                                inputs, carry, jnp.int32(1))[0])
+      functools.partial(after_first_step, step_fn, max_steps, threshold, chunk_steps,
+                        first_step_flag_only, params, inputs))
   return halting.finish(carry, state)
+
+
+def after_first_step(step_fn: StepFn, max_steps: int, threshold: float, chunk_steps: int,
+                     first_step_flag_only: bool, params: PyTree, inputs: PyTree,
+                     carry: halting.Halting) -> halting.Halting:
+  """Ponder steps 2, 3, ... from the halting state after step 1, until every
+  example has halted; differentiable (reverse mode) as :func:`run_segment`."""
+  return run_segment(later_steps_fn(step_fn, first_step_flag_only), max_steps, threshold,
+                     chunk_steps, 0, params, inputs, carry, jnp.int32(1))[0]
 
 
 def later_steps_fn(step_fn: StepFn, first_step_flag_only: bool) -> StepFn:
@@ -122,12 +130,12 @@ def run_segment(step_fn: StepFn, max_steps: int, threshold: float, chunk_steps: 
     The halting state where the loop stopped, and the index of the next step.
   """
   closed_fn, consts = jax.closure_convert(step_fn, params, carry.state, inputs, start_index)
-  return _segment(_HoistedStepFn(closed_fn), max_steps, threshold,
+  return _segment(HoistedStepFn(closed_fn), max_steps, threshold,
                   min(chunk_steps, max_steps), stop_count, (params, tuple(consts)), inputs,
                   carry, start_index)
 
 
-class _HoistedStepFn:
+class HoistedStepFn:
   """A closure-converted step function taking ``(params, consts)`` as params."""
 
   def __init__(self, closed_fn: Callable[..., PonderStep]):
@@ -138,20 +146,31 @@ class _HoistedStepFn:
     return self._closed_fn(params, state, inputs, step_index, *consts)
 
 
-class _Static:
+class Static:
   """Static (non-array) data carried through custom_vjp residuals as pytree aux data."""
 
   def __init__(self, value):
     self.value = value
 
 
-jax.tree_util.register_pytree_node(_Static, lambda s: ((), s.value), lambda v, _: _Static(v))
+jax.tree_util.register_pytree_node(Static, lambda s: ((), s.value), lambda v, _: Static(v))
 
 
-def _split_differentiable(tree: PyTree) -> tuple[list[Any], Callable[[list[Any]], PyTree]]:
-  """Splits off the inexact leaves of ``tree``; returns them and a re-merger."""
+def differentiable_leaves(tree: PyTree, perturbed: PyTree | None = None) -> tuple[bool, ...]:
+  """Per leaf of ``tree``: whether it is differentiated, i.e. inexact and (where
+  ``perturbed``, a tree of bools like ``tree``, is given) perturbed."""
+  leaves = jax.tree.leaves(tree)
+  flags = [True] * len(leaves) if perturbed is None else jax.tree.leaves(perturbed)
+  return tuple(bool(f) and jnp.issubdtype(jnp.result_type(x), jnp.inexact)
+               for x, f in zip(leaves, flags, strict=True))
+
+
+def split_differentiable(tree: PyTree, is_diff: tuple[bool, ...] | None = None
+                         ) -> tuple[list[Any], Callable[[list[Any]], PyTree]]:
+  """Splits off the differentiated leaves of ``tree`` (by default the inexact
+  ones; see :func:`differentiable_leaves`); returns them and a re-merger."""
   leaves, treedef = jax.tree.flatten(tree)
-  is_diff = [jnp.issubdtype(jnp.result_type(x), jnp.inexact) for x in leaves]
+  is_diff = differentiable_leaves(tree) if is_diff is None else is_diff
   diff = [x for x, d in zip(leaves, is_diff) if d]
 
   def merge(new_diff):
@@ -161,20 +180,41 @@ def _split_differentiable(tree: PyTree) -> tuple[list[Any], Callable[[list[Any]]
   return diff, merge
 
 
-def _cotangent_of(tree: PyTree, diff_cts: list[jax.Array]) -> PyTree:
-  """Cotangents for ``tree``: ``diff_cts`` for inexact leaves, float0 zeros else."""
+def cotangent_of(tree: PyTree, diff_cts: list[jax.Array],
+                 is_diff: tuple[bool, ...] | None = None) -> PyTree:
+  """Cotangents for ``tree``: ``diff_cts`` for the differentiated leaves (see
+  :func:`split_differentiable`), zeros for other inexact leaves, float0 zeros else."""
   leaves, treedef = jax.tree.flatten(tree)
+  is_diff = differentiable_leaves(tree) if is_diff is None else is_diff
   it = iter(diff_cts)
   out = []
-  for x in leaves:
-    if jnp.issubdtype(jnp.result_type(x), jnp.inexact):
+  for x, diff in zip(leaves, is_diff):
+    if diff:
       out.append(next(it).astype(jnp.result_type(x)))
+    elif jnp.issubdtype(jnp.result_type(x), jnp.inexact):
+      out.append(jnp.zeros(jnp.shape(x), jnp.result_type(x)))
     else:
       out.append(np.zeros(jnp.shape(x), jax.dtypes.float0))
   return treedef.unflatten(out)
 
 
-class _LinearizedStep(NamedTuple):
+def unwrap_primals(tree: PyTree) -> tuple[PyTree, PyTree]:
+  """Splits the ``CustomVJPPrimal`` leaves a ``symbolic_zeros`` forward rule gets
+  into the values and a tree of their ``perturbed`` bits."""
+  is_primal = lambda x: isinstance(x, jax.custom_derivatives.CustomVJPPrimal)
+  return (jax.tree.map(lambda x: x.value, tree, is_leaf=is_primal),
+          jax.tree.map(lambda x: x.perturbed, tree, is_leaf=is_primal))
+
+
+def instantiate_zeros(tree: PyTree) -> PyTree:
+  """Replaces the ``SymbolicZero`` cotangents a ``symbolic_zeros`` backward rule
+  gets (for outputs the loss does not use) with zero arrays."""
+  is_zero = lambda x: isinstance(x, jax.custom_derivatives.SymbolicZero)
+  return jax.tree.map(lambda x: np.zeros(x.shape, x.dtype) if is_zero(x) else x, tree,
+                      is_leaf=is_zero)
+
+
+class LinearizedStep(NamedTuple):
   """One ponder step and its pullback, its residuals split for storage."""
 
   out: PonderStep
@@ -183,8 +223,10 @@ class _LinearizedStep(NamedTuple):
   known_at: list[int | None]  # per residual: its index in _known_values, or None
 
 
-def _linearize_step(step_fn, params, state, inputs, step_index) -> _LinearizedStep:
-  """``jax.vjp`` of one step with respect to the inexact params, state and inputs.
+def linearize_step(step_fn, params, state, inputs, step_index,
+                   inputs_diff: tuple[bool, ...] | None = None) -> LinearizedStep:
+  """``jax.vjp`` of one step with respect to the inexact params and state, and
+  the inputs' leaves flagged in ``inputs_diff`` (default: the inexact ones).
 
   Residuals that the backward pass has anyway (found by identity; see
   :func:`_known_values`: the loop-invariant ``params`` and ``inputs``, the
@@ -192,8 +234,8 @@ def _linearize_step(step_fn, params, state, inputs, step_index) -> _LinearizedSt
   the state entering the step, the previous step's recorded one) are not
   stored again. Everything else the pullback needs is returned in ``stored``.
   """
-  params_diff, merge_params = _split_differentiable(params)
-  inputs_diff, merge_inputs = _split_differentiable(inputs)
+  params_diff, merge_params = split_differentiable(params)
+  inputs_diff, merge_inputs = split_differentiable(inputs, inputs_diff)
 
   def step(p_diff, s, x_diff):
     return step_fn(merge_params(p_diff), s, merge_inputs(x_diff), step_index)
@@ -203,7 +245,15 @@ def _linearize_step(step_fn, params, state, inputs, step_index) -> _LinearizedSt
   known = _known_values(params, inputs, out.state, state)
   known_at = [next((i for i, v in enumerate(known) if r is v), None) for r in residuals]
   stored = [r for r, i in zip(residuals, known_at) if i is None]
-  return _LinearizedStep(out, stored, treedef, known_at)
+  return LinearizedStep(out, stored, treedef, known_at)
+
+
+def rebuild_pullback(treedef, known_at, stored, params, inputs, new_state, old_state):
+  """The pullback of a step linearized by :func:`linearize_step`, rebuilt from
+  its ``stored`` residuals and the values the backward pass has anyway."""
+  per_step = iter(stored)
+  known = _known_values(params, inputs, new_state, old_state)
+  return treedef.unflatten([next(per_step) if i is None else known[i] for i in known_at])
 
 
 def _known_values(params, inputs, new_state, old_state) -> list[jax.Array]:
@@ -211,7 +261,8 @@ def _known_values(params, inputs, new_state, old_state) -> list[jax.Array]:
   return jax.tree.leaves((params, inputs, new_state, old_state))
 
 
-def _record_buffers(step_fn, params, state, inputs, step_index, chunk: int):
+def _record_buffers(step_fn, params, state, inputs, step_index, chunk: int,
+                    inputs_diff: tuple[bool, ...]):
   """Buffers for the recorded residuals, states and outputs of ``chunk`` steps.
 
   The states buffer is ``chunk + 1`` long: slot 0 holds the state entering the
@@ -223,7 +274,7 @@ def _record_buffers(step_fn, params, state, inputs, step_index, chunk: int):
   so one set of buffers serves chunk after chunk.
   """
   def stored_and_output(*args):
-    lin = _linearize_step(step_fn, *args)
+    lin = linearize_step(step_fn, *args, inputs_diff)
     return lin.stored, lin.out.output
 
   stored, output = jax.eval_shape(stored_and_output, params, state, inputs, step_index)
@@ -239,7 +290,7 @@ def _enter_chunk(buffers, state: PyTree):
       buf, s, 0, 0), states, state), outputs
 
 
-def _record(buffers, lin: _LinearizedStep, new_state: PyTree, slot: jax.Array):
+def _record(buffers, lin: LinearizedStep, new_state: PyTree, slot: jax.Array):
   """Writes one linearized step and the state it leaves into the record buffers."""
   stored, states, outputs = buffers
   write = lambda at: lambda buf, x: jax.lax.dynamic_update_index_in_dim(buf, x, at, 0)
@@ -254,10 +305,11 @@ def _still_running(carry: halting.Halting, stop_count: int) -> jax.Array:
 
 
 def _run_segment(step_fn, max_steps, threshold, chunk, stop_count, params, inputs, carry,
-                 start_index, record: bool):
+                 start_index, inputs_diff: tuple[bool, ...] | None):
   """The forward while loop of :func:`run_segment`.
 
-  With ``record`` it runs in two phases: the first ``chunk`` steps are
+  With ``inputs_diff`` (which input leaves are differentiated; None: no
+  recording) it runs in two phases: the first ``chunk`` steps are
   linearized and their pullback residuals, states and outputs (for
   ``dL/dp^n``, Eq. 17) recorded; later steps run plainly, keeping the state
   entering every ``chunk``-th step as a checkpoint from which the backward
@@ -281,7 +333,7 @@ def _run_segment(step_fn, max_steps, threshold, chunk, stop_count, params, input
     return jax.lax.while_loop(lambda loop: (loop[0] < stop_index) & not_done(loop[1]), body,
                               (step_index, carry))
 
-  if not record:
+  if inputs_diff is None:
     end_index, carry = plain_steps(start_index, carry, max_steps)
     return carry, end_index, None
 
@@ -289,13 +341,14 @@ def _run_segment(step_fn, max_steps, threshold, chunk, stop_count, params, input
 
   def recording_body(loop):
     step_index, carry, buffers = loop
-    lin = _linearize_step(step_fn, params, carry.state, inputs, step_index)
+    lin = linearize_step(step_fn, params, carry.state, inputs, step_index, inputs_diff)
     structure.update(treedef=lin.treedef, known_at=tuple(lin.known_at))
     carry = halting.advance(carry, lin.out, step_index, max_steps, threshold)
     return step_index + 1, carry, _record(buffers, lin, carry.state, step_index - start_index)
 
   buffers = _enter_chunk(
-      _record_buffers(step_fn, params, carry.state, inputs, start_index, chunk), carry.state)
+      _record_buffers(step_fn, params, carry.state, inputs, start_index, chunk, inputs_diff),
+      carry.state)
   end_index, carry, buffers = jax.lax.while_loop(
       lambda loop: (loop[0] < start_index + chunk) & not_done(loop[1]), recording_body,
       (start_index, carry, buffers))
@@ -314,9 +367,9 @@ def _run_segment(step_fn, max_steps, threshold, chunk, stop_count, params, input
   if num_chunks > 1:
     end_index, carry, checkpoints = jax.lax.while_loop(
         lambda loop: not_done(loop[1]), checkpointed_chunk, (end_index, carry, checkpoints))
-  static = _Static((structure["treedef"], structure["known_at"],
-                    jax.eval_shape(step_fn, params, carry.state, inputs,
-                                   start_index).halting_logit.dtype))
+  static = Static((structure["treedef"], structure["known_at"],
+                   jax.eval_shape(step_fn, params, carry.state, inputs,
+                                  start_index).halting_logit.dtype, inputs_diff))
   return carry, end_index, (buffers, checkpoints, static)
 
 
@@ -324,15 +377,17 @@ def _run_segment(step_fn, max_steps, threshold, chunk, stop_count, params, input
 def _segment(step_fn, max_steps, threshold, chunk, stop_count, params, inputs, carry,
              start_index):
   carry, end_index, _ = _run_segment(step_fn, max_steps, threshold, chunk, stop_count, params,
-                                     inputs, carry, start_index, record=False)
+                                     inputs, carry, start_index, inputs_diff=None)
   return carry, end_index
 
 
 def _segment_fwd(step_fn, max_steps, threshold, chunk, stop_count, params, inputs, carry_in,
                  start_index):
+  (params, inputs, carry_in, start_index), (_, inputs_perturbed, _, _) = unwrap_primals(
+      (params, inputs, carry_in, start_index))
   carry, end_index, record_state = _run_segment(
       step_fn, max_steps, threshold, chunk, stop_count, params, inputs, carry_in, start_index,
-      record=True)
+      inputs_diff=differentiable_leaves(inputs, inputs_perturbed))
   residuals = (params, inputs, carry_in.state, carry_in.running, record_state, start_index,
                end_index, carry.steps, carry.halting_probs)
   return (carry, end_index), residuals
@@ -354,9 +409,9 @@ def _segment_bwd(step_fn, max_steps, threshold, chunk, stop_count, residuals, ct
   del max_steps, threshold, stop_count
   (params, inputs, state_in, running_in, record_state, start_index, end_index, steps,
    probs) = residuals
-  ct, _ = cts
+  ct, _ = instantiate_zeros(cts)
   first_chunk, checkpoints, static = record_state
-  treedef, known_at, logit_dtype = static.value
+  treedef, known_at, logit_dtype, inputs_diff = static.value
   dtype = ct.tally.dtype
   batch_ndim = steps.ndim
   halts_here = running_in & (steps > 0)
@@ -370,7 +425,7 @@ def _segment_bwd(step_fn, max_steps, threshold, chunk, stop_count, residuals, ct
 
     def body(loop):
       i, state, buffers = loop
-      lin = _linearize_step(step_fn, params, state, inputs, start + i)
+      lin = linearize_step(step_fn, params, state, inputs, start + i, inputs_diff)
       running = halting.expand_tree(start + i < until, state)
       state = jax.tree.map(jnp.where, running, lin.out.state, state)
       return i + 1, state, _record(buffers, lin, state, i)
@@ -390,9 +445,8 @@ def _segment_bwd(step_fn, max_steps, threshold, chunk, stop_count, residuals, ct
     stored_buffers, state_buffers, output_buffers = buffers
     stored, outputs = jax.tree.map(at_slot(slot), (stored_buffers, output_buffers))
     states = jax.tree.map(at_slot(slot + 1), state_buffers)
-    per_step = iter(stored)
-    known = _known_values(params, inputs, states, jax.tree.map(at_slot(slot), state_buffers))
-    pullback = treedef.unflatten([next(per_step) if i is None else known[i] for i in known_at])
+    pullback = rebuild_pullback(treedef, known_at, stored, params, inputs, states,
+                                jax.tree.map(at_slot(slot), state_buffers))
     running = step_index < until
     is_last = running & (step_index == steps - 1)
     at_step = lambda a: jax.lax.dynamic_index_in_dim(a, step_index, -1, keepdims=False)
@@ -439,17 +493,18 @@ def _segment_bwd(step_fn, max_steps, threshold, chunk, stop_count, residuals, ct
     return chunk_index, carry, buffers
 
   zeros = lambda x: jnp.zeros(jnp.shape(x), dtype)
-  params_diff, _ = _split_differentiable(params)
-  inputs_diff, _ = _split_differentiable(inputs)
+  params_diff, _ = split_differentiable(params)
+  inputs_diff_leaves, _ = split_differentiable(inputs, inputs_diff)
   # The frozen state handed on receives ct.state at the step that produced it.
   carry = (jax.tree.map(lambda g: g.astype(dtype), ct.state),
-           jax.tree.map(zeros, params_diff), jax.tree.map(zeros, inputs_diff),
+           jax.tree.map(zeros, params_diff), jax.tree.map(zeros, inputs_diff_leaves),
            -ct.cumulative)
   if jax.tree.leaves(checkpoints)[0].shape[0] > 1:  # some steps may be past the first chunk
     num_chunks = (end_index - start_index + chunk - 1) // chunk
 
     def later_chunks(carry):  # one set of buffers for all, allocated only if they run
-      buffers = _record_buffers(step_fn, params, state_in, inputs, start_index, chunk)
+      buffers = _record_buffers(step_fn, params, state_in, inputs, start_index, chunk,
+                                inputs_diff)
       _, carry, _ = jax.lax.while_loop(lambda loop: loop[0] > 1, later_chunk_body,
                                        (num_chunks, carry, buffers))
       return carry
@@ -466,8 +521,12 @@ def _segment_bwd(step_fn, max_steps, threshold, chunk, stop_count, residuals, ct
       tally=halting.make_tally(-last_grad_p, jnp.where(halts_here, 0.0, ct.remainder), 0.0,
                                0.0, dtype),
       halting_probs=jnp.where(written, 0.0, ct.halting_probs))
-  return (_cotangent_of(params, ct_params), _cotangent_of(inputs, ct_inputs), ct_carry_in,
+  return (cotangent_of(params, ct_params), cotangent_of(inputs, ct_inputs, inputs_diff),
+          ct_carry_in,
           np.zeros((), jax.dtypes.float0))
 
 
-_segment.defvjp(_segment_fwd, _segment_bwd)
+# Symbolic zeros: the forward pass learns which inputs are differentiated (the
+# data fed to a network is not) and the backward pass computes no cotangent for
+# the others; outputs the loss does not use arrive as ``SymbolicZero``.
+_segment.defvjp(_segment_fwd, _segment_bwd, symbolic_zeros=True)

@@ -1,0 +1,213 @@
+"""The ``"while"`` backend over a whole input sequence: one custom VJP for all input steps.
+
+Differentiated input step by input step (a ``lax.scan`` over per-step custom
+VJPs), the ponder loop makes every input step pay for what it *might* have
+done: the ``lax.cond`` that skips ponder steps 2, 3, ... when step 1 halts every
+example is linearized with zero-filled residual buffers for its untaken branch,
+and transposed into zero parameter cotangents that are then added up. On a
+language model whose examples mostly halt at step 1 that doubled the cost of
+a training step. Here the sequence is differentiated at once:
+
+* forward: a scan over input steps running each one's ponder loop without
+  recording; it keeps the state entering each input step and, unless
+  ``remat``, the pullback residuals of its first ponder step (what a plain RNN
+  keeps for its one step);
+* backward: a reverse scan over input steps that carries the parameter
+  cotangent. Each input step backpropagates through its first ponder step
+  (from the kept residuals, or recomputed) and adds into that carry; only where
+  an example ran past step 1 does a ``lax.cond`` branch run ponder steps 2, 3,
+  ... again with recording and backpropagate through them (the ``"while"`` or
+  compacting loop's own VJP, Eqs. 14-20).
+
+An input step where every example halts at step 1 costs a plain RNN step plus
+the halting arithmetic, forward and backward. Memory: ``O(T * state)`` with
+``remat``, ``O(T * first-step residuals)`` without (a plain RNN's), plus one
+input step's ponder loop (``O(chunk * residuals + max_steps / chunk * state)``).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from act_jax import halting
+from act_jax.backends import compact, while_loop
+from act_jax.ponder_types import PonderResult, PonderStats, PonderStep, PyTree, StepFn
+
+
+def hoist(step_fn: StepFn, params: PyTree, state: PyTree,
+          inputs: PyTree) -> tuple[while_loop.HoistedStepFn, tuple[jax.Array, ...]]:
+  """The step function taking ``(params, consts)``, and the traced values it closes over.
+
+  With no such values (every cell of this library) the step function itself is
+  called, at any batch size; otherwise the ``jax.closure_convert`` of it at
+  these shapes, which :func:`ponder_sequence` can run only without compaction.
+
+  Args:
+    step_fn: the step function (see :data:`act_jax.StepFn`).
+    params: its parameters.
+    state: a state of the batch shape.
+    inputs: one input step's inputs (leaves ``[batch, ...]``).
+  """
+  closed_fn, consts = jax.closure_convert(step_fn, params, state, inputs, jnp.int32(0))
+  return while_loop.HoistedStepFn(closed_fn if consts else step_fn), tuple(consts)
+
+
+def ponder_sequence(step_fn: while_loop.HoistedStepFn, max_steps: int, threshold: float,
+                    params_and_consts: tuple[PyTree, tuple[jax.Array, ...]],
+                    initial_state: PyTree, inputs: PyTree, mask: jax.Array, *,
+                    chunk_steps: int, independent_examples: bool, first_step_flag_only: bool,
+                    remat: bool) -> tuple[PyTree, tuple[PyTree, PonderStats]]:
+  """Runs ACT over input steps ``t = 0 .. T-1`` (Eqs. 3-13 per step).
+
+  Args:
+    step_fn: the step function as :func:`hoist` returns it.
+    max_steps: the cap ``M`` (Eq. 13).
+    threshold: ``1 - epsilon`` (Eq. 7).
+    params_and_consts: the step function's parameters and the values
+      :func:`hoist` returned with it (empty with ``independent_examples``).
+    initial_state: ``s_0``.
+    inputs: time-major, leaves ``[T, batch, ...]``.
+    mask: bool ``[T, batch]``; False: the example skips the input step.
+    chunk_steps: steps recorded per chunk for the backward pass.
+    independent_examples: compact the batch as examples halt
+      (:mod:`act_jax.backends.compact`).
+    first_step_flag_only: see :func:`act_jax.backends.while_loop.later_steps_fn`.
+    remat: the backward pass recomputes each input step's first ponder step
+      instead of keeping its residuals.
+
+  Returns:
+    The state after the last input step, and time-major outputs and
+    :class:`act_jax.PonderStats` of every input step.
+  """
+  if independent_examples and params_and_consts[1]:
+    raise ValueError("compaction needs a step function that closes over no traced values")
+  loop = compact if independent_examples else while_loop
+  after_first_step = functools.partial(loop.after_first_step, step_fn, max_steps, threshold,
+                                       min(chunk_steps, max_steps), first_step_flag_only)
+  return _sequence(step_fn, after_first_step, max_steps, threshold, remat, params_and_consts,
+                   initial_state, inputs, mask)
+
+
+def _after_step_one(max_steps, threshold, state, mask, step_out: PonderStep) -> halting.Halting:
+  """The halting state after ponder step 1 (Eqs. 5-9), from that step's output."""
+  carry = halting.initial_halting(step_out, state, mask, max_steps)
+  return halting.advance(carry, step_out, jnp.int32(0), max_steps, threshold)
+
+
+def _scan_forward(step_fn, after_first_step, max_steps, threshold, params, initial_state,
+                  inputs, mask, keep_first_step: bool, inputs_diff: tuple[bool, ...] | None):
+  """The forward scan; per input step it also returns the state entering it and,
+  with ``keep_first_step``, its first ponder step's output and stored residuals
+  (linearized with respect to the input leaves flagged in ``inputs_diff``; the
+  pullback's structure is written into the returned dict)."""
+  structure = {}
+
+  def input_step(state, xs):
+    x, mask_t = xs
+    if keep_first_step:
+      lin = while_loop.linearize_step(step_fn, params, state, x, jnp.int32(0), inputs_diff)
+      structure.update(treedef=lin.treedef, known_at=tuple(lin.known_at))
+      step_out, kept = lin.out, (lin.out, lin.stored)
+    else:
+      step_out, kept = step_fn(params, state, x, jnp.int32(0)), ()
+    carry = _after_step_one(max_steps, threshold, state, mask_t, step_out)
+    carry = jax.lax.cond(jnp.any(carry.running), functools.partial(after_first_step, params, x),
+                         lambda carry: carry, carry)
+    result = halting.finish(carry, state)
+    return result.state, (result.output, result.stats, state, kept)
+
+  final_state, (outputs, stats, states, kept) = jax.lax.scan(input_step, initial_state,
+                                                             (inputs, mask))
+  return final_state, (outputs, stats), (states, kept), structure
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3, 4))
+def _sequence(step_fn, after_first_step, max_steps, threshold, remat, params, initial_state,
+              inputs, mask):
+  final_state, per_step, _, _ = _scan_forward(step_fn, after_first_step, max_steps, threshold,
+                                              params, initial_state, inputs, mask,
+                                              keep_first_step=False, inputs_diff=None)
+  return final_state, per_step
+
+
+def _sequence_fwd(step_fn, after_first_step, max_steps, threshold, remat, params,
+                  initial_state, inputs, mask):
+  (params, initial_state, inputs, mask), (_, _, inputs_perturbed, _) = (
+      while_loop.unwrap_primals((params, initial_state, inputs, mask)))
+  inputs_diff = while_loop.differentiable_leaves(inputs, inputs_perturbed)
+  final_state, per_step, (states, kept), structure = _scan_forward(
+      step_fn, after_first_step, max_steps, threshold, params, initial_state, inputs, mask,
+      keep_first_step=not remat, inputs_diff=inputs_diff)
+  static = while_loop.Static((structure.get("treedef"), structure.get("known_at"), inputs_diff))
+  return (final_state, per_step), (params, inputs, mask, states, kept, static)
+
+
+def _float0_like(x) -> np.ndarray:
+  return np.zeros(jnp.shape(x), jax.dtypes.float0)
+
+
+def _sequence_bwd(step_fn, after_first_step, max_steps, threshold, remat, residuals, cts):
+  """Backpropagates through the input steps, last first, carrying ``dL/ds_t`` and
+  the parameter cotangent summed so far."""
+  params, inputs, mask, states, kept, static = residuals
+  treedef, known_at, inputs_diff = static.value
+  ct_final_state, (ct_outputs, ct_stats) = while_loop.instantiate_zeros(cts)
+  params_diff, merge_params = while_loop.split_differentiable(params)
+  accumulate_in = lambda p: jnp.promote_types(p.dtype, halting.MIN_HALTING_DTYPE)
+  add = lambda total, d: total + d.astype(total.dtype)
+
+  def input_step(carry, xs):
+    ct_state, ct_params = carry
+    x, mask_t, state, kept_t, ct_output, ct_remainder, ct_probs = xs
+    x_diff, merge_inputs = while_loop.split_differentiable(x, inputs_diff)
+    if remat:
+      lin = while_loop.linearize_step(step_fn, params, state, x, jnp.int32(0), inputs_diff)
+      step_out, stored, structure = lin.out, lin.stored, (lin.treedef, lin.known_at)
+    else:
+      (step_out, stored), structure = kept_t, (treedef, known_at)
+    pullback = while_loop.rebuild_pullback(*structure, stored, params, x, step_out.state, state)
+    carry_1, advance_vjp = jax.vjp(
+        lambda s, out: _after_step_one(max_steps, threshold, s, mask_t, out), state, step_out)
+    ct_result = PonderResult(ct_state, ct_output,
+                             PonderStats(_float0_like(carry_1.steps), ct_remainder, ct_probs))
+
+    def later_steps(ct_params):  # steps 2, 3, ... ran: re-run them recording, backpropagate
+      def later_and_finish(p_diff, x_diff, carry, s):
+        carry = after_first_step(merge_params(p_diff), merge_inputs(x_diff), carry)
+        return halting.finish(carry, s)
+
+      _, vjp = jax.vjp(later_and_finish, params_diff, x_diff, carry_1, state)
+      d_params, d_inputs, d_carry, d_state = vjp(ct_result)
+      return jax.tree.map(add, ct_params, d_params), d_inputs, d_carry, d_state
+
+    def halted(ct_params):  # every example halted at step 1: nothing more to backpropagate
+      _, vjp = jax.vjp(halting.finish, carry_1, state)
+      d_carry, d_state = vjp(ct_result)
+      return ct_params, jax.tree.map(jnp.zeros_like, x_diff), d_carry, d_state
+
+    ct_params, d_inputs, d_carry, d_state = jax.lax.cond(
+        jnp.any(carry_1.running), later_steps, halted, ct_params)
+    d_state_in, d_step_out = advance_vjp(d_carry)
+    d_params_1, d_state_1, d_inputs_1 = pullback(d_step_out)
+    ct_params = jax.tree.map(add, ct_params, d_params_1)
+    ct_state = jax.tree.map(lambda *ds: sum(d.astype(ds[0].dtype) for d in ds),
+                            d_state, d_state_in, d_state_1)
+    return (ct_state, ct_params), jax.tree.map(add, d_inputs, d_inputs_1)
+
+  zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, accumulate_in(p)), params_diff)
+  (ct_initial_state, ct_params), ct_inputs_diff = jax.lax.scan(
+      input_step, (ct_final_state, zeros),
+      (inputs, mask, states, kept, ct_outputs, ct_stats.remainder, ct_stats.halting_probs),
+      reverse=True)
+  return (while_loop.cotangent_of(params, jax.tree.leaves(ct_params)), ct_initial_state,
+          while_loop.cotangent_of(inputs, ct_inputs_diff, inputs_diff), _float0_like(mask))
+
+
+# Symbolic zeros: inputs that are not differentiated (the data a network reads)
+# get no cotangent computed, step by step; unused outputs arrive as SymbolicZero.
+_sequence.defvjp(_sequence_fwd, _sequence_bwd, symbolic_zeros=True)
