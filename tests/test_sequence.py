@@ -180,6 +180,23 @@ def test_sequence_while_matches_scan(cell_name, independent_examples, remat,
                grads, ref_grads)
 
 
+@pytest.mark.parametrize("cell_name", ["tanh", "lstm"])
+def test_sequence_while_matches_scan_where_every_example_halts_at_once(cell_name):
+  # Every unmasked example halts at ponder step 1 (N = 1, as in a trained LM):
+  # the sequence VJP's closed-form backward step against plain autodiff.
+  params, state, x, mask = _sequence_data(cell_name)
+  params = dict(params, b_h=jnp.float32(30.0))
+  run = functools.partial(_sequence_loss_and_grads, params, state, x, mask,
+                          cell_name=cell_name, argnums=(0, 1, 2))
+  value, steps, grads = run(backend="while", independent_examples=True)
+  ref_value, ref_steps, ref_grads = run(backend="scan")
+  np.testing.assert_array_equal(steps, ref_steps)
+  assert set(np.asarray(steps).ravel().tolist()) == {0, 1}
+  np.testing.assert_allclose(value, ref_value, rtol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5),
+               grads, ref_grads)
+
+
 @pytest.mark.parametrize("independent_examples", [False, True])
 def test_sequence_step_fn_closing_over_traced_values(independent_examples):
   # A step function that closes over a traced value: the while backend hoists it

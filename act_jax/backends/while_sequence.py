@@ -171,32 +171,40 @@ def _sequence_bwd(step_fn, after_first_step, max_steps, threshold, remat, residu
     else:
       (step_out, stored), structure = kept_t, (treedef, known_at)
     pullback = while_loop.rebuild_pullback(*structure, stored, params, x, step_out.state, state)
-    carry_1, advance_vjp = jax.vjp(
-        lambda s, out: _after_step_one(max_steps, threshold, s, mask_t, out), state, step_out)
-    ct_result = PonderResult(ct_state, ct_output,
-                             PonderStats(_float0_like(carry_1.steps), ct_remainder, ct_probs))
+    carry_1 = _after_step_one(max_steps, threshold, state, mask_t, step_out)
 
     def later_steps(ct_params):  # steps 2, 3, ... ran: re-run them recording, backpropagate
-      def later_and_finish(p_diff, x_diff, carry, s):
+      def after_step_one_to_finish(p_diff, x_diff, s, out):
+        carry = _after_step_one(max_steps, threshold, s, mask_t, out)
         carry = after_first_step(merge_params(p_diff), merge_inputs(x_diff), carry)
         return halting.finish(carry, s)
 
-      _, vjp = jax.vjp(later_and_finish, params_diff, x_diff, carry_1, state)
-      d_params, d_inputs, d_carry, d_state = vjp(ct_result)
-      return jax.tree.map(add, ct_params, d_params), d_inputs, d_carry, d_state
+      _, vjp = jax.vjp(after_step_one_to_finish, params_diff, x_diff, state, step_out)
+      d_params, d_inputs, d_state, d_step_out = vjp(PonderResult(
+          ct_state, ct_output, PonderStats(_float0_like(carry_1.steps), ct_remainder, ct_probs)))
+      return jax.tree.map(add, ct_params, d_params), d_inputs, d_state, d_step_out
 
-    def halted(ct_params):  # every example halted at step 1: nothing more to backpropagate
-      _, vjp = jax.vjp(halting.finish, carry_1, state)
-      d_carry, d_state = vjp(ct_result)
-      return ct_params, jax.tree.map(jnp.zeros_like, x_diff), d_carry, d_state
+    def halted(ct_params):
+      """Every example halted at step 1 or is masked: the halting unit gets no
+      gradient (p^1 = R = 1 and rho = 2 do not depend on h^1, Eq. 20), ``s_t = s^1``
+      and ``y_t = y^1`` for the computed examples, and masked ones keep their state."""
+      p_1 = carry_1.halting_probs[..., 0]  # 1 (NaN for a NaN halting unit), 0 if masked
+      dtype = p_1.dtype
+      weighted = lambda g, like: (halting.expand(p_1, g) * g.astype(dtype)).astype(like.dtype)
+      d_step_out = PonderStep(
+          state=jax.tree.map(weighted, ct_state, step_out.state),
+          output=jax.tree.map(weighted, ct_output, step_out.output),
+          halting_logit=jnp.zeros_like(step_out.halting_logit))
+      d_state = jax.tree.map(
+          lambda g, s: jnp.where(halting.expand(mask_t, g), 0.0, g).astype(s.dtype),
+          ct_state, state)
+      return ct_params, jax.tree.map(jnp.zeros_like, x_diff), d_state, d_step_out
 
-    ct_params, d_inputs, d_carry, d_state = jax.lax.cond(
+    ct_params, d_inputs, d_state, d_step_out = jax.lax.cond(
         jnp.any(carry_1.running), later_steps, halted, ct_params)
-    d_state_in, d_step_out = advance_vjp(d_carry)
     d_params_1, d_state_1, d_inputs_1 = pullback(d_step_out)
     ct_params = jax.tree.map(add, ct_params, d_params_1)
-    ct_state = jax.tree.map(lambda *ds: sum(d.astype(ds[0].dtype) for d in ds),
-                            d_state, d_state_in, d_state_1)
+    ct_state = jax.tree.map(lambda d, d_1: d + d_1.astype(d.dtype), d_state, d_state_1)
     return (ct_state, ct_params), jax.tree.map(add, d_inputs, d_inputs_1)
 
   zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, accumulate_in(p)), params_diff)
