@@ -121,13 +121,16 @@ def ponder_sequence(
 
   time_major = lambda x: jnp.swapaxes(x, 0, 1)
   inputs, mask = jax.tree.map(time_major, inputs), time_major(mask)
+  first_inputs = jax.tree.map(lambda x: x[0], inputs)
   threshold, _ = ponder_loop.checked_step_call(
-      step_fn, params, initial_state, jax.tree.map(lambda x: x[0], inputs), mask[0],
-      max_steps=max_steps, epsilon=epsilon, backend=backend, chunk_steps=chunk_steps,
+      step_fn, params, initial_state, first_inputs, mask[0], max_steps=max_steps,
+      epsilon=epsilon, backend=backend, chunk_steps=chunk_steps,
       independent_examples=independent_examples, first_step_flag_only=first_step_flag_only)
-  step, consts = while_sequence.hoist(step_fn, params, initial_state,
-                                      jax.tree.map(lambda x: x[0], inputs))
-  if backend == "while" and time_steps > 1 and not (independent_examples and consts):
+  sequence_vjp = backend == "while" and time_steps > 1
+  if sequence_vjp:
+    step, consts = while_sequence.hoist(step_fn, params, initial_state, first_inputs)
+    sequence_vjp = not (independent_examples and consts)
+  if sequence_vjp:
     final_state, per_step = while_sequence.ponder_sequence(
         step, max_steps, threshold, (params, consts), initial_state, inputs, mask,
         chunk_steps=int(chunk_steps), independent_examples=independent_examples,
