@@ -138,6 +138,15 @@ def test_text_sweep_is_the_papers_learning_rate_at_equal_steps():
       (1e-4, 10_000)}
 
 
+@pytest.mark.parametrize("task", ["addition", "sort"])
+def test_downsized_sweeps_are_act_and_no_act_with_two_seeds(task):
+  loaded = trials.load_sweep(f"launch/sweeps/{task}_downsized.py")
+  assert loaded.config == f"tasks/configs/{task}.py:downsized"
+  assert [(t.overrides["mode"], t.overrides["seed"]) for t in loaded.trials] == [
+      ("none", 0), ("none", 1), ("act", 0), ("act", 1)]
+  assert all(t.overrides["hidden_size"] == 128 for t in loaded.trials)
+
+
 def test_cpu_and_tiny_sweeps():
   cpu = trials.load_sweep("launch/sweeps/parity_cpu.py")
   assert cpu.config == "tasks/configs/parity.py:first_k"

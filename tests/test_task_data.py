@@ -224,6 +224,12 @@ def test_addition_fixed_length():
   np.testing.assert_array_equal(batch.target_mask, np.broadcast_to([False, True, True], (512, 3)))
 
 
+def test_addition_min_length():
+  batch = _numpy(addition.generate(batch_stream_key(3, 0, "train"), BATCH, min_length=2))
+  _check_uniform(batch.input_mask.sum(axis=1), 2, 5)
+  assert batch.target_mask.any(axis=1).all()  # every sequence has a target
+
+
 # ---------------------------------------------------------------- sort
 
 
@@ -319,6 +325,7 @@ def test_usable_under_jit(task):
     (addition.generate, {"max_digits": 6}, "6"),
     (addition.generate, {"max_length": 11}, "11"),
     (addition.generate, {"fixed_length": "yes"}, "'yes'"),
+    (addition.generate, {"min_length": 4, "max_length": 3}, "3"),
     (sort.generate, {"max_length": 16}, "16"),
     (sort.generate, {"min_length": 0}, "0"),
     (sort.generate, {"min_length": 5, "max_length": 4}, "4"),

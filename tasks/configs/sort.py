@@ -1,7 +1,9 @@
 """Sort (Graves 2016, section 3.4): LSTM 512, batch 16, M = 100.
 
 Variants: ``default`` (Adam 1e-3; 2..5 numbers, LSTM 128, a size that learns on
-a CPU), ``paper`` (LSTM 512, 2..15 numbers, Adam 1e-4), ``tiny`` (tests).
+a CPU), ``paper`` (LSTM 512, 2..15 numbers, Adam 1e-4), ``downsized``
+(aakhundov's published runs, spec section 6.4: 2..10 numbers, M = 10, Adam
+1e-3, 250k steps), ``tiny`` (tests).
 """
 
 import ml_collections
@@ -30,6 +32,15 @@ def _default() -> ml_collections.ConfigDict:
   return config
 
 
+def _downsized() -> ml_collections.ConfigDict:
+  config = _paper()
+  config.task_options.max_length = 10
+  config.max_steps = 10
+  config.learning_rate = 1e-3
+  config.num_steps = 250_000
+  return config
+
+
 def _tiny() -> ml_collections.ConfigDict:
   config = common.tiny(_paper())
   config.task_options.max_length = 4
@@ -37,4 +48,5 @@ def _tiny() -> ml_collections.ConfigDict:
 
 
 def get_config(variant: str = "default") -> ml_collections.ConfigDict:
-  return common.select(variant, {"default": _default, "paper": _paper, "tiny": _tiny})
+  return common.select(variant, {"default": _default, "paper": _paper, "downsized": _downsized,
+                                 "tiny": _tiny})

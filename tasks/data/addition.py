@@ -1,6 +1,7 @@
 """Addition task (Graves 2016 §3.3; spec §3.3, §9 item 7).
 
-A sequence of 1..max_length numbers (exactly max_length with `fixed_length`),
+A sequence of min_length..max_length numbers (1..5 in the paper; exactly
+max_length with `fixed_length`),
 one per step. Each number has D digits, D uniform in 1..max_digits, each digit
 uniform in 0..9 (leading zeros allowed). The input of size 50 is 5 one-hot
 10-way digit slots, most significant digit first; slots past the D-th are
@@ -38,6 +39,7 @@ def generate(
   key: jax.Array,
   batch_size: int,
   *,
+  min_length: int = 1,
   max_length: int = MAX_LENGTH,
   max_digits: int = DIGIT_SLOTS,
   fixed_length: bool = False,
@@ -47,10 +49,13 @@ def generate(
   Args:
     key: PRNG key.
     batch_size: Number of sequences B.
-    max_length: Largest sequence length (at most 10, so sums fit in 6 digits).
+    min_length: Shortest sequence length (1 in the paper; 2 in aakhundov's
+      downsized runs, where every sequence has a target).
+    max_length: Largest sequence length, in min_length..10 (so sums fit in 6
+      digits).
     max_digits: Largest digit count D of a number (at most 5).
     fixed_length: If True every sequence has max_length numbers; otherwise
-      lengths are uniform in 1..max_length.
+      lengths are uniform in min_length..max_length.
 
   Returns:
     A `Batch` with inputs [B, max_length, 50] and targets [B, max_length, 6].
@@ -59,11 +64,12 @@ def generate(
     ValueError: If an option is invalid.
   """
   check_int("batch_size", batch_size, 1)
-  check_int("max_length", max_length, 1, LARGEST_MAX_LENGTH)
+  check_int("min_length", min_length, 1, LARGEST_MAX_LENGTH)
+  check_int("max_length", max_length, min_length, LARGEST_MAX_LENGTH)
   check_int("max_digits", max_digits, 1, DIGIT_SLOTS)
   if not isinstance(fixed_length, bool):
     raise ValueError(f"fixed_length must be a bool, got {fixed_length!r}")
-  return _generate(key, batch_size, max_length, max_digits, fixed_length)
+  return _generate(key, batch_size, min_length, max_length, max_digits, fixed_length)
 
 
 def _sum_to_classes(total: jax.Array) -> jax.Array:
@@ -83,32 +89,35 @@ def _sum_to_classes(total: jax.Array) -> jax.Array:
   return jnp.where(exponent >= 0, digit, BLANK)
 
 
-def figure_levels(*, max_length: int = MAX_LENGTH, max_digits: int = DIGIT_SLOTS,
-                  fixed_length: bool = False) -> tuple[int, ...]:
+def figure_levels(*, min_length: int = 1, max_length: int = MAX_LENGTH,
+                  max_digits: int = DIGIT_SLOTS, fixed_length: bool = False) -> tuple[int, ...]:
   """The difficulties of Fig. 14: digit counts 1..max_digits."""
-  del max_length, fixed_length
+  del min_length, max_length, fixed_length
   return tuple(range(1, max_digits + 1))
 
 
-@functools.partial(jax.jit, static_argnames=("max_length", "max_digits", "fixed_length"))
-def figure_batch(key: jax.Array, difficulty: jax.Array, *, max_length: int = MAX_LENGTH,
-                 max_digits: int = DIGIT_SLOTS, fixed_length: bool = False) -> Batch:
+@functools.partial(jax.jit, static_argnames=("min_length", "max_length", "max_digits", "fixed_length"))
+def figure_batch(key: jax.Array, difficulty: jax.Array, *, min_length: int = 1,
+                 max_length: int = MAX_LENGTH, max_digits: int = DIGIT_SLOTS,
+                 fixed_length: bool = False) -> Batch:
   """Sequences of FIGURE_LENGTH numbers; every number of example i has ``difficulty[i]`` digits."""
-  del max_length, max_digits, fixed_length
+  del min_length, max_length, max_digits, fixed_length
   _, _, digit_key = jax.random.split(key, 3)
   shape = (difficulty.shape[0], FIGURE_LENGTH)
   return _with_digit_counts(digit_key, jnp.ones(shape, bool),
                             jnp.broadcast_to(difficulty[:, None], shape))
 
 
-@functools.partial(jax.jit, static_argnames=("batch_size", "max_length", "max_digits", "fixed_length"))
-def _generate(key: jax.Array, batch_size: int, max_length: int, max_digits: int, fixed_length: bool) -> Batch:
+@functools.partial(jax.jit, static_argnames=("batch_size", "min_length", "max_length", "max_digits",
+                                             "fixed_length"))
+def _generate(key: jax.Array, batch_size: int, min_length: int, max_length: int, max_digits: int,
+              fixed_length: bool) -> Batch:
   length_key, count_key, digit_key = jax.random.split(key, 3)
   shape = (batch_size, max_length)
   if fixed_length:
     length = jnp.full((batch_size,), max_length)
   else:
-    length = jax.random.randint(length_key, (batch_size,), 1, max_length + 1)
+    length = jax.random.randint(length_key, (batch_size,), min_length, max_length + 1)
   input_mask = lengths_to_mask(length, max_length)
   num_digits = jnp.where(input_mask, jax.random.randint(count_key, shape, 1, max_digits + 1), 0)
   return _with_digit_counts(digit_key, input_mask, num_digits)

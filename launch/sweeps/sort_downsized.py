@@ -1,0 +1,26 @@
+"""Sort where ACT is expected to win: aakhundov's downsized runs side by side (issue 13 item 3).
+
+Their published single-seed logs (spec section 6.4; sort: 2..10 numbers, LSTM
+512, batch 16, M = 10, Adam 1e-3, tau = 1e-3 (their scripts' default), 250k steps; sequence error on
+1,000 held-out examples every 1,000 steps): sort 10.1 % with ACT, 12.1 %
+without. Here: the same task sizes, M, optimizer and step cap
+(``sort.py:downsized``), but LSTM 128 instead of their 512, so that a trial
+fits a CPU core (30-50 ACT steps/s); ACT and no ACT with two seeds each, one
+network per trial (vmapped ACT networks run the slowest one's ponder loop).
+Held-out sequence error on 1,000 examples every 5,000 steps; at the end, Fig.
+19's examples (by how many numbers are sorted), 1,000 per level. No-ACT trials
+run first (they take minutes); rerun the command to resume.
+"""
+
+from typing import Any
+
+CONFIG = "tasks/configs/sort.py:downsized"
+COMMON = {"hidden_size": 128, "eval_every": 5_000, "eval_batch_size": 1_000, "eval_batches": 1,
+          "log_every": 1_000, "checkpoint_every": 10_000}
+SEEDS = (0, 1)
+
+
+def get_sweep() -> list[dict[str, Any]]:
+  """No ACT for every seed, then ACT for every seed."""
+  return ([{"mode": "none", "seed": seed} for seed in SEEDS]
+          + [{"mode": "act", "seed": seed} for seed in SEEDS])
