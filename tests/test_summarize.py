@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from launch import steps_to_solve, sweep_results
+from launch import published, steps_to_solve, sweep_results
 from sweep_runs import REPO
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -203,3 +203,56 @@ def test_steps_to_solve_per_model_over_seeds(tmp_path):
   assert list(csv_rows[0]) == list(steps_to_solve.COLUMNS) and len(csv_rows) == 7
   assert _is_png(tmp_path / "out" / "learning_curves.png")
   assert steps_to_solve.summarize(str(tmp_path / "out"), str(tmp_path / "out")) is None
+
+
+def _training_trial(sweep_dir, trial, config, errors_by_step, finished):
+  """A trial's config.json and eval rows; ``errors_by_step`` values are lists for K networks."""
+  os.makedirs(sweep_dir / trial)
+  (sweep_dir / trial / "config.json").write_text(json.dumps(config))
+  rows = [{"step": 500, "split": "train", "sequence_error": 0.99}]
+  for step, errors in errors_by_step.items():
+    row = {"step": step, "split": "eval", "sequence_error": sum(errors) / len(errors)}
+    if len(errors) > 1:
+      row.update({f"sequence_error/{i}": e for i, e in enumerate(errors)})
+    rows.append(row)
+  (sweep_dir / trial / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+  if finished:
+    (sweep_dir / trial / "results.json").write_text(json.dumps(
+        _results(config["tau"], mode=config["mode"], error=errors[0])))
+
+
+def test_published_log_side_by_side_with_finished_and_training_trials(tmp_path):
+  sweep, out = tmp_path / "sweep", tmp_path / "out"
+  act = {"mode": "act", "tau": 0.001}
+  _training_trial(sweep, "mode=act-seed=0", act, {1000: [0.5], 2000: [0.25]}, finished=True)
+  _training_trial(sweep, "mode=act-seed=1", act, {1000: [0.7]}, finished=False)  # still training
+  _training_trial(sweep, "mode=none", {"mode": "none", "tau": 0.001, "num_networks": 2},
+                  {1000: [0.8, 0.9], 2000: [0.6, 0.7]}, finished=True)
+  reference = tmp_path / "theirs.csv"
+  reference.write_text("model,step,sequence_error\nACT tau=0.001,1000,0.4\nACT tau=0.001,2000,0.2\n"
+                       "no ACT,2000,0.65\nACT tau=0.01,1000,0.3\n")
+  result = subprocess.run(
+      [sys.executable, "-m", "launch.summarize", f"--sweep_dir={sweep}", f"--out_dir={out}",
+       f"--published={reference}"], cwd=REPO, capture_output=True, text=True)
+  assert result.returncode == 0, result.stderr
+  lines = result.stdout.splitlines()
+  start = next(i for i, line in enumerate(lines) if line.split()[:3] == ["model", "step", "published"])
+  assert [line.split() for line in lines[start + 1:start + 5]] == [
+      ["ACT", "tau=0.001", "1k", "40.0%", "60.0", "(50.0-70.0),", "2"],  # both seeds reached 1k
+      ["ACT", "tau=0.001", "2k", "20.0%", "25.0", "(25.0-25.0),", "1"],
+      ["no", "ACT", "2k", "65.0%", "65.0", "(60.0-70.0),", "2"],  # two networks of one trial
+      ["ACT", "tau=0.01", "1k", "30.0%", "-"]]  # a model the sweep does not have
+  rows = _read_csv(out / "published_comparison.csv")
+  assert [(r["model"], r["step"], r["n"], r["median"]) for r in rows][:2] == [
+      ("ACT tau=0.001", "1000", "2", "0.6"), ("ACT tau=0.001", "2000", "1", "0.25")]
+  assert _is_png(out / "published_curves.png")
+
+
+def test_a_bad_published_log_is_named(tmp_path):
+  bad = tmp_path / "bad.csv"
+  bad.write_text("model,step\nno ACT,1000\n")
+  with pytest.raises(ValueError, match=r"bad.csv: missing columns \['sequence_error'\]"):
+    published.read_reference(str(bad))
+  bad.write_text("model,step,sequence_error\nno ACT,1k,0.5\n")
+  with pytest.raises(ValueError, match="bad.csv line 2: invalid literal for int"):
+    published.read_reference(str(bad))
