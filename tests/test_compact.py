@@ -13,7 +13,7 @@ from act_jax.depth import DepthACT, ponder_depth
 from test_ponder_loop import CELLS, TAU, _assert_tree_close, _inputs, _task_loss, batched_step
 
 M = 16
-LEVELS = (40, 10, 2)  # compact.level_sizes(40)
+LEVELS = (40, 10, 2)  # compact.level_sizes(40, 4): tests shrink by 4 (conftest.py)
 
 
 def _mixed_batch(cell_name):
@@ -53,9 +53,13 @@ def _loss_and_grads(params, state, x, mask, *, cell_name, backend, independent, 
 
 
 def test_level_sizes():
-  assert compact.level_sizes(40) == LEVELS
-  assert compact.level_sizes(128) == (128, 32, 8, 2)
-  assert compact.level_sizes(3) == (3,)
+  assert compact.SHRINK == 4  # conftest.py, for these small batches
+  assert compact.level_sizes(40, compact.SHRINK) == LEVELS
+  assert compact.level_sizes(128) == (128, 8)  # the default: shrink by 16
+  assert compact.level_sizes(1024) == (1024, 64, 4)
+  assert compact.level_sizes(32) == (32, 2)
+  assert compact.level_sizes(16) == (16,)
+  assert compact.level_sizes(3, 4) == (3,)
 
 
 # chunk_steps=2: segments start mid-chunk and later chunks are recomputed.
