@@ -1,6 +1,7 @@
-"""The paper's time-penalty grids (spec section 2), defined once for every sweep."""
+"""The paper's time-penalty grids (spec section 2), and trial lists shared by sweeps."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 
 def tau_grid(multipliers: Iterable[int], exponents: Iterable[int]) -> list[float]:
@@ -18,3 +19,15 @@ SYNTHETIC_TAUS = tau_grid(range(1, 11), range(1, 5))
 LANGUAGE_MODEL_TAUS = tau_grid(range(1, 11), range(1, 4))
 # The paper trains 20 randomly initialised networks per tau.
 NETWORKS_PER_TAU = 20
+
+
+def act_and_no_act(seeds: Sequence[int]) -> list[dict[str, Any]]:
+  """No ACT for every seed, then ACT for every seed (the fast trials first)."""
+  return ([{"mode": "none", "seed": seed} for seed in seeds]
+          + [{"mode": "act", "seed": seed} for seed in seeds])
+
+
+# aakhundov's downsized addition and sort runs (``*_downsized.py``): LSTM 128 instead of
+# their 512 (a trial on a CPU core); held-out error on 1,000 examples every 5,000 steps.
+DOWNSIZED_COMMON = {"hidden_size": 128, "eval_every": 5_000, "eval_batch_size": 1_000,
+                    "eval_batches": 1, "log_every": 1_000, "checkpoint_every": 10_000}

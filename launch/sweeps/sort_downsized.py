@@ -14,13 +14,13 @@ run first (they take minutes); rerun the command to resume.
 
 from typing import Any
 
+from launch.sweeps import grids
+
 CONFIG = "tasks/configs/sort.py:downsized"
-COMMON = {"hidden_size": 128, "eval_every": 5_000, "eval_batch_size": 1_000, "eval_batches": 1,
-          "log_every": 1_000, "checkpoint_every": 10_000}
+COMMON = grids.DOWNSIZED_COMMON
 SEEDS = (0, 1)
 
 
 def get_sweep() -> list[dict[str, Any]]:
   """No ACT for every seed, then ACT for every seed."""
-  return ([{"mode": "none", "seed": seed} for seed in SEEDS]
-          + [{"mode": "act", "seed": seed} for seed in SEEDS])
+  return grids.act_and_no_act(SEEDS)
