@@ -88,7 +88,7 @@ def after_first_step(step_fn: StepFn, max_steps: int, threshold: float, chunk_st
   batches, until every example has halted; differentiable (reverse mode)."""
   return _run_levels(while_loop.later_steps_fn(step_fn, first_step_flag_only), max_steps,
                      threshold, chunk_steps, params, inputs, carry, jnp.int32(1),
-                     level_sizes(carry.tally.shape[0], SHRINK))
+                     level_sizes(carry.tally.shape[0], SHRINK))  # read at trace time
 
 
 def _run_levels(step_fn, max_steps, threshold, chunk_steps, params, inputs,
