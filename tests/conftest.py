@@ -6,11 +6,16 @@
 * the compacting loop shrinking its batch by 4 per level rather than 16, so
   that the tests' small batches (8 to 40 examples) compact through several
   levels, as batches of hundreds do with the default;
-* one real run of ``launch/sweeps/tiny.py`` for the sweep and summary tests;
+* one real run of ``launch/sweeps/tiny.py`` for the sweep and summary tests,
+  shared by the pytest-xdist workers (the first to ask runs it, under a lock);
 * the quick subset (``pytest -m quick``) for the inner loop: the ponder loop
   and sequences against the reference, the data generators, and the tests
   marked ``quick`` in other modules.
 """
+
+import fcntl
+import os
+import pickle
 
 import jax
 import pytest
@@ -33,4 +38,12 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(scope="session")
 def tiny_sweep(tmp_path_factory) -> sweep_runs.TinySweep:
-  return sweep_runs.run_tiny_sweep(str(tmp_path_factory.mktemp("sweeps") / "tiny"))
+  shared = tmp_path_factory.getbasetemp()
+  if "PYTEST_XDIST_WORKER" in os.environ:  # every worker's base directory has one parent
+    shared = shared.parent
+  saved = shared / "tiny_sweep.pickle"
+  with open(shared / "tiny_sweep.lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+    if not saved.exists():
+      saved.write_bytes(pickle.dumps(sweep_runs.run_tiny_sweep(str(shared / "tiny_sweep"))))
+    return pickle.loads(saved.read_bytes())
