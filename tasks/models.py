@@ -12,6 +12,7 @@ training loop treats them alike.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import jax
@@ -23,6 +24,12 @@ from act_jax.nnx import AdaptiveComputationTime, zero_carry
 
 CELLS = {"tanh": nnx.SimpleCell, "lstm": nnx.LSTMCell, "gru": nnx.GRUCell}
 MODES = ("act", "none", "repeat")
+# "flax": Flax's initialisers (cell: LeCun-normal input kernel, orthogonal recurrent
+# kernel; linear layers: LeCun normal). "tf_glorot": what TensorFlow 1 gives the
+# parity networks of the published TF implementations (Fojo et al.'s): Glorot uniform
+# over the tanh cell's concatenated [x; h] kernel, and over every linear layer's kernel
+# and bias as ``tf.get_variable``'s default (the halting bias keeps halting_bias).
+WEIGHT_INITS = ("flax", "tf_glorot")
 
 
 class ModelOutput(NamedTuple):
@@ -44,6 +51,7 @@ class TaskModel(nnx.Module):
     mode: ``"act"``, ``"none"`` or ``"repeat"``.
     repeats: updates per input for ``mode="repeat"``.
     max_steps, epsilon, halting_bias, backend: ACT settings (``mode="act"``).
+    weight_init: one of :data:`WEIGHT_INITS`; ``"tf_glorot"`` needs ``cell="tanh"``.
     independent_examples: compact the ponder loop's batch as examples halt
       (``mode="act"``; every cell here treats examples independently; see
       :func:`act_jax.ponder`). The same results to float tolerance, faster.
@@ -53,17 +61,25 @@ class TaskModel(nnx.Module):
   def __init__(self, *, input_size: int, hidden_size: int, output_size: int, cell: str,
                mode: str, repeats: int, max_steps: int, epsilon: float,
                halting_bias: float, backend: str, independent_examples: bool = True,
-               rngs: nnx.Rngs):
+               weight_init: str = "flax", rngs: nnx.Rngs):
     if cell not in CELLS:
       raise ValueError(f"unknown cell {cell!r}; known cells: {sorted(CELLS)}")
     if mode not in MODES:
       raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if mode == "repeat" and (not isinstance(repeats, int) or repeats < 1):
       raise ValueError(f"repeats must be an integer >= 1, got {repeats!r}")
+    if weight_init not in WEIGHT_INITS:
+      raise ValueError(f"weight_init must be one of {WEIGHT_INITS}, got {weight_init!r}")
+    if weight_init == "tf_glorot" and cell != "tanh":
+      raise ValueError(f"weight_init='tf_glorot' is defined for the tanh cell, got cell={cell!r}")
     self.mode = mode
     self.input_size = input_size
     self.repeats = {"act": 0, "none": 1, "repeat": repeats}[mode]
-    recurrent = CELLS[cell](input_size + 1, hidden_size, rngs=rngs)
+    cell_init = {}
+    if weight_init == "tf_glorot":  # one [input + flag + hidden, hidden] kernel in TF
+      kernel_init = glorot_uniform(input_size + 1 + hidden_size, hidden_size)
+      cell_init = {"kernel_init": kernel_init, "recurrent_kernel_init": kernel_init}
+    recurrent = CELLS[cell](input_size + 1, hidden_size, rngs=rngs, **cell_init)
     if mode == "act":
       self.act = AdaptiveComputationTime(
           recurrent, out_features=output_size, max_steps=max_steps, epsilon=epsilon,
@@ -72,6 +88,11 @@ class TaskModel(nnx.Module):
     else:
       self.cell = recurrent
       self.output = nnx.Linear(hidden_size, output_size, rngs=rngs)
+    if weight_init == "tf_glorot":
+      output = self.act.output if mode == "act" else self.output
+      _tf_default_init(output, rngs)
+      if mode == "act":
+        _tf_default_init(self.act.halting, rngs, bias=False)
 
   def __call__(self, inputs: jax.Array, input_mask: jax.Array) -> ModelOutput:
     """Runs the network over ``inputs`` (``[B, T, D]`` or tokens ``[B, T]``) from a zero state."""
@@ -104,3 +125,20 @@ class TaskModel(nnx.Module):
     last = jax.nn.one_hot(self.repeats - 1, self.repeats) * input_mask[..., None]
     stats = act_jax.PonderStats(steps, jnp.zeros(steps.shape, jnp.float32), last)
     return ModelOutput(self.output(swap(outs)), stats)
+
+
+def glorot_uniform(fan_in: int, fan_out: int) -> nnx.Initializer:
+  """Uniform in +-sqrt(6 / (fan_in + fan_out)), whatever the shape it fills: a slice of a
+  Glorot-initialised matrix that TensorFlow keeps whole (the cell's [x; h] kernel)."""
+  limit = math.sqrt(6.0 / (fan_in + fan_out))
+  return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -limit,
+                                                                  limit)
+
+
+def _tf_default_init(linear: nnx.Linear, rngs: nnx.Rngs, bias: bool = True) -> None:
+  """Re-initialises ``linear`` as ``tf.get_variable``'s default does: Glorot uniform,
+  its bias too (a vector of n has fan-in and fan-out n)."""
+  fan_in, fan_out = linear.kernel.value.shape
+  linear.kernel.value = glorot_uniform(fan_in, fan_out)(rngs.params(), (fan_in, fan_out))
+  if bias:
+    linear.bias.value = glorot_uniform(fan_out, fan_out)(rngs.params(), (fan_out,))

@@ -52,7 +52,7 @@ RESUMABLE_CHANGES = frozenset(
 # Fields added to the configs after runs were saved: a saved config.json without
 # them holds their default values (common.base_config).
 _ADDED_FIELDS = ("num_networks", "taus", "distributed", "steps_per_call", "restore_step",
-                 "independent_examples", "solved_at", "solved_evals")
+                 "independent_examples", "solved_at", "solved_evals", "weight_init")
 # Task options added after runs were saved, with the value those runs had.
 _ADDED_TASK_OPTIONS = {"text": {"check_sha1": True}}
 
@@ -99,6 +99,12 @@ def validate(config: ml_collections.ConfigDict) -> Task:
     raise ConfigError(f"config.mode must be one of {models.MODES}, got {config.mode!r}")
   if config.cell not in models.CELLS:
     raise ConfigError(f"config.cell must be one of {sorted(models.CELLS)}, got {config.cell!r}")
+  if config.weight_init not in models.WEIGHT_INITS:
+    raise ConfigError(f"config.weight_init must be one of {models.WEIGHT_INITS}, "
+                      f"got {config.weight_init!r}")
+  if config.weight_init == "tf_glorot" and config.cell != "tanh":
+    raise ConfigError(f"config.weight_init='tf_glorot' needs config.cell='tanh', "
+                      f"got {config.cell!r}")
   if config.mode == "repeat":
     _positive_int(config, "repeats")
   _check_networks(config)

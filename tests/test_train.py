@@ -146,9 +146,13 @@ def test_sigterm_is_a_stop_request():
     ("time_budget_minutes", -1.0, "time_budget_minutes.*-1.0"),
     ("solved_at", -0.5, "solved_at.*-0.5"),
     ("solved_evals", 0, "solved_evals.*got 0"),
+    ("weight_init", "he", "weight_init.*'he'"),
+    ("cell", ("lstm", "tf_glorot"), "weight_init='tf_glorot' needs config.cell='tanh'.*'lstm'"),
 ])
 def test_bad_config_is_a_clear_error(field, value, message, tmp_path):
   config = _tiny()
+  if isinstance(value, tuple):  # (value, weight_init)
+    value, config.weight_init = value
   config[field] = value
   with pytest.raises(train.ConfigError, match=message):
     train.train_and_evaluate(config, str(tmp_path))

@@ -16,6 +16,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.max_steps = 100  # M
   config.epsilon = 0.01
   config.halting_bias = 1.0
+  # flax (Flax's initialisers) | tf_glorot (TensorFlow 1's Glorot uniform, as in the
+  # published TF parity code; tanh cell only): see tasks.models.WEIGHT_INITS.
+  config.weight_init = "flax"
   config.backend = "while"
   # The ponder loop compacts its batch as examples halt (pays per example, not for the
   # slowest one); the same results to float tolerance. False: the plain while loop.

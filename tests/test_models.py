@@ -1,0 +1,53 @@
+"""The task networks' weight initialisation (tasks/models.py)."""
+
+import math
+
+import numpy as np
+import pytest
+from flax import nnx
+
+from tasks import models
+
+
+def _model(weight_init, mode="act", cell="tanh"):
+  return models.TaskModel(input_size=64, hidden_size=128, output_size=1, cell=cell, mode=mode,
+                          repeats=1, max_steps=10, epsilon=0.01, halting_bias=1.0,
+                          backend="while", weight_init=weight_init, rngs=nnx.Rngs(0))
+
+
+def _check_uniform(values, limit):
+  """Within +-limit, filling it (max |w| near limit), with a uniform's spread."""
+  values = np.asarray(values).ravel()
+  assert np.max(np.abs(values)) <= limit
+  if values.size >= 1000:
+    assert np.max(np.abs(values)) > 0.99 * limit
+    np.testing.assert_allclose(np.std(values), limit / math.sqrt(3), rtol=0.05)
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize("mode", ["act", "none"])
+def test_tf_glorot_is_tensorflow_1s_default_for_the_tanh_network(mode):
+  model = _model("tf_glorot", mode)
+  cell = model.act.cell if mode == "act" else model.cell
+  cell_limit = math.sqrt(6.0 / (65 + 128 + 128))  # one [x; flag; h] -> h kernel in TF
+  _check_uniform(cell.dense_i.kernel.value, cell_limit)
+  _check_uniform(cell.dense_h.kernel.value, cell_limit)
+  np.testing.assert_array_equal(cell.dense_i.bias.value, 0.0)  # BasicRNNCell: zeros
+  output = model.act.output if mode == "act" else model.output
+  _check_uniform(output.kernel.value, math.sqrt(6.0 / 129))
+  _check_uniform(output.bias.value, math.sqrt(3.0))
+  assert np.all(output.bias.value != 0.0)
+  if mode == "act":
+    _check_uniform(model.act.halting.kernel.value, math.sqrt(6.0 / 129))
+    np.testing.assert_array_equal(model.act.halting.bias.value, 1.0)  # halting_bias kept
+
+
+@pytest.mark.quick
+def test_flax_default_keeps_flax_initialisers():
+  cell = _model("flax").act.cell
+  recurrent = np.asarray(cell.dense_h.kernel.value)
+  np.testing.assert_allclose(recurrent.T @ recurrent, np.eye(128), atol=1e-4)  # orthogonal
+  with pytest.raises(ValueError, match="weight_init='tf_glorot'.*cell='lstm'"):
+    _model("tf_glorot", cell="lstm")
+  with pytest.raises(ValueError, match="weight_init must be one of .*'he'"):
+    _model("he")
