@@ -5,9 +5,10 @@ A ``jax.lax.while_loop`` stops as soon as every example of the batch has halted
 (halted examples are masked). Reverse-mode autodiff through a while loop is not
 supported by JAX, so the loop has a custom VJP whose backward pass also runs only
 the steps that were taken (Eqs. 14-20). The forward pass records the pullback
-residuals of the first ``chunk`` steps and a state checkpoint every ``chunk``
-steps; the backward pass recomputes later chunks from their checkpoints.
-Reverse mode only.
+residuals of the first ``chunk`` steps (those its
+:class:`~act_jax.backends.step_pullback.ResidualPlan` cannot rebuild from the
+recorded states) and a state checkpoint every ``chunk`` steps; the backward
+pass recomputes later chunks from their checkpoints. Reverse mode only.
 
 :func:`run_segment` is the loop itself, resumable: it starts from any step and
 halting state and stops once at most ``stop_count`` examples run, with a VJP
@@ -20,13 +21,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from act_jax import halting
+from act_jax.backends.step_pullback import (LinearizedStep, ResidualPlan, differentiable_leaves,
+                                            plan_residuals, split_differentiable)
 from act_jax.ponder_types import PonderResult, PonderStep, PyTree, StepFn
 
 
@@ -156,30 +158,6 @@ class Static:
 jax.tree_util.register_pytree_node(Static, lambda s: ((), s.value), lambda v, _: Static(v))
 
 
-def differentiable_leaves(tree: PyTree, perturbed: PyTree | None = None) -> tuple[bool, ...]:
-  """Per leaf of ``tree``: whether it is differentiated, i.e. inexact and (where
-  ``perturbed``, a tree of bools like ``tree``, is given) perturbed."""
-  leaves = jax.tree.leaves(tree)
-  flags = [True] * len(leaves) if perturbed is None else jax.tree.leaves(perturbed)
-  return tuple(bool(f) and jnp.issubdtype(jnp.result_type(x), jnp.inexact)
-               for x, f in zip(leaves, flags, strict=True))
-
-
-def split_differentiable(tree: PyTree, is_diff: tuple[bool, ...] | None = None
-                         ) -> tuple[list[Any], Callable[[list[Any]], PyTree]]:
-  """Splits off the differentiated leaves of ``tree`` (by default the inexact
-  ones; see :func:`differentiable_leaves`); returns them and a re-merger."""
-  leaves, treedef = jax.tree.flatten(tree)
-  is_diff = differentiable_leaves(tree) if is_diff is None else is_diff
-  diff = [x for x, d in zip(leaves, is_diff) if d]
-
-  def merge(new_diff):
-    it = iter(new_diff)
-    return treedef.unflatten([next(it) if d else x for x, d in zip(leaves, is_diff)])
-
-  return diff, merge
-
-
 def cotangent_of(tree: PyTree, diff_cts: list[jax.Array],
                  is_diff: tuple[bool, ...] | None = None) -> PyTree:
   """Cotangents for ``tree``: ``diff_cts`` for the differentiated leaves (see
@@ -214,55 +192,7 @@ def instantiate_zeros(tree: PyTree) -> PyTree:
                       is_leaf=is_zero)
 
 
-class LinearizedStep(NamedTuple):
-  """One ponder step and its pullback, its residuals split for storage."""
-
-  out: PonderStep
-  stored: list[jax.Array]  # residuals that change from step to step
-  treedef: Any  # the pullback's pytree structure
-  known_at: list[int | None]  # per residual: its index in _known_values, or None
-
-
-def linearize_step(step_fn, params, state, inputs, step_index,
-                   inputs_diff: tuple[bool, ...] | None = None) -> LinearizedStep:
-  """``jax.vjp`` of one step with respect to the inexact params and state, and
-  the inputs' leaves flagged in ``inputs_diff`` (default: the inexact ones).
-
-  Residuals that the backward pass has anyway (found by identity; see
-  :func:`_known_values`: the loop-invariant ``params`` and ``inputs``, the
-  step's new state, which is recorded for Eq. 17, e.g. ``tanh``'s output, and
-  the state entering the step, the previous step's recorded one) are not
-  stored again. Everything else the pullback needs is returned in ``stored``.
-  """
-  params_diff, merge_params = split_differentiable(params)
-  inputs_diff, merge_inputs = split_differentiable(inputs, inputs_diff)
-
-  def step(p_diff, s, x_diff):
-    return step_fn(merge_params(p_diff), s, merge_inputs(x_diff), step_index)
-
-  out, pullback = jax.vjp(step, params_diff, state, inputs_diff)
-  residuals, treedef = jax.tree.flatten(pullback)
-  known = _known_values(params, inputs, out.state, state)
-  known_at = [next((i for i, v in enumerate(known) if r is v), None) for r in residuals]
-  stored = [r for r, i in zip(residuals, known_at) if i is None]
-  return LinearizedStep(out, stored, treedef, known_at)
-
-
-def rebuild_pullback(treedef, known_at, stored, params, inputs, new_state, old_state):
-  """The pullback of a step linearized by :func:`linearize_step`, rebuilt from
-  its ``stored`` residuals and the values the backward pass has anyway."""
-  per_step = iter(stored)
-  known = _known_values(params, inputs, new_state, old_state)
-  return treedef.unflatten([next(per_step) if i is None else known[i] for i in known_at])
-
-
-def _known_values(params, inputs, new_state, old_state) -> list[jax.Array]:
-  """The arrays the backward pass has for a step without storing its residuals."""
-  return jax.tree.leaves((params, inputs, new_state, old_state))
-
-
-def _record_buffers(step_fn, params, state, inputs, step_index, chunk: int,
-                    inputs_diff: tuple[bool, ...]):
+def _record_buffers(plan: ResidualPlan, params, state, inputs, step_index, chunk: int):
   """Buffers for the recorded residuals, states and outputs of ``chunk`` steps.
 
   The states buffer is ``chunk + 1`` long: slot 0 holds the state entering the
@@ -274,7 +204,7 @@ def _record_buffers(step_fn, params, state, inputs, step_index, chunk: int,
   so one set of buffers serves chunk after chunk.
   """
   def stored_and_output(*args):
-    lin = linearize_step(step_fn, *args, inputs_diff)
+    lin = plan.linearize(*args)
     return lin.stored, lin.out.output
 
   stored, output = jax.eval_shape(stored_and_output, params, state, inputs, step_index)
@@ -337,17 +267,16 @@ def _run_segment(step_fn, max_steps, threshold, chunk, stop_count, params, input
     end_index, carry = plain_steps(start_index, carry, max_steps)
     return carry, end_index, None
 
-  structure = {}
+  plan = plan_residuals(step_fn, params, carry.state, inputs, start_index, inputs_diff)
 
   def recording_body(loop):
     step_index, carry, buffers = loop
-    lin = linearize_step(step_fn, params, carry.state, inputs, step_index, inputs_diff)
-    structure.update(treedef=lin.treedef, known_at=tuple(lin.known_at))
+    lin = plan.linearize(params, carry.state, inputs, step_index)
     carry = halting.advance(carry, lin.out, step_index, max_steps, threshold)
     return step_index + 1, carry, _record(buffers, lin, carry.state, step_index - start_index)
 
   buffers = _enter_chunk(
-      _record_buffers(step_fn, params, carry.state, inputs, start_index, chunk, inputs_diff),
+      _record_buffers(plan, params, carry.state, inputs, start_index, chunk),
       carry.state)
   end_index, carry, buffers = jax.lax.while_loop(
       lambda loop: (loop[0] < start_index + chunk) & not_done(loop[1]), recording_body,
@@ -367,7 +296,7 @@ def _run_segment(step_fn, max_steps, threshold, chunk, stop_count, params, input
   if num_chunks > 1:
     end_index, carry, checkpoints = jax.lax.while_loop(
         lambda loop: not_done(loop[1]), checkpointed_chunk, (end_index, carry, checkpoints))
-  static = Static((structure["treedef"], structure["known_at"],
+  static = Static((plan,
                    jax.eval_shape(step_fn, params, carry.state, inputs,
                                   start_index).halting_logit.dtype, inputs_diff))
   return carry, end_index, (buffers, checkpoints, static)
@@ -411,7 +340,7 @@ def _segment_bwd(step_fn, max_steps, threshold, chunk, stop_count, residuals, ct
    probs) = residuals
   ct, _ = instantiate_zeros(cts)
   first_chunk, checkpoints, static = record_state
-  treedef, known_at, logit_dtype, inputs_diff = static.value
+  plan, logit_dtype, inputs_diff = static.value
   dtype = ct.tally.dtype
   batch_ndim = steps.ndim
   halts_here = running_in & (steps > 0)
@@ -425,7 +354,7 @@ def _segment_bwd(step_fn, max_steps, threshold, chunk, stop_count, residuals, ct
 
     def body(loop):
       i, state, buffers = loop
-      lin = linearize_step(step_fn, params, state, inputs, start + i, inputs_diff)
+      lin = plan.linearize(params, state, inputs, start + i)
       running = halting.expand_tree(start + i < until, state)
       state = jax.tree.map(jnp.where, running, lin.out.state, state)
       return i + 1, state, _record(buffers, lin, state, i)
@@ -445,8 +374,8 @@ def _segment_bwd(step_fn, max_steps, threshold, chunk, stop_count, residuals, ct
     stored_buffers, state_buffers, output_buffers = buffers
     stored, outputs = jax.tree.map(at_slot(slot), (stored_buffers, output_buffers))
     states = jax.tree.map(at_slot(slot + 1), state_buffers)
-    pullback = rebuild_pullback(treedef, known_at, stored, params, inputs, states,
-                                jax.tree.map(at_slot(slot), state_buffers))
+    pullback = plan.rebuild(stored, params, jax.tree.map(at_slot(slot), state_buffers), inputs,
+                            step_index, states)
     running = step_index < until
     is_last = running & (step_index == steps - 1)
     at_step = lambda a: jax.lax.dynamic_index_in_dim(a, step_index, -1, keepdims=False)
@@ -503,8 +432,7 @@ def _segment_bwd(step_fn, max_steps, threshold, chunk, stop_count, residuals, ct
     num_chunks = (end_index - start_index + chunk - 1) // chunk
 
     def later_chunks(carry):  # one set of buffers for all, allocated only if they run
-      buffers = _record_buffers(step_fn, params, state_in, inputs, start_index, chunk,
-                                inputs_diff)
+      buffers = _record_buffers(plan, params, state_in, inputs, start_index, chunk)
       _, carry, _ = jax.lax.while_loop(lambda loop: loop[0] > 1, later_chunk_body,
                                        (num_chunks, carry, buffers))
       return carry

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from act_jax import halting
-from act_jax.backends import compact, while_loop
+from act_jax.backends import compact, step_pullback, while_loop
 from act_jax.ponder_types import PonderResult, PonderStats, PonderStep, PyTree, StepFn
 
 
@@ -110,8 +110,10 @@ def _scan_forward(step_fn, after_first_step, max_steps, threshold, params, initi
   def input_step(state, xs):
     x, mask_t = xs
     if keep_first_step:
-      lin = while_loop.linearize_step(step_fn, params, state, x, jnp.int32(0), inputs_diff)
-      structure.update(treedef=lin.treedef, known_at=tuple(lin.known_at))
+      if "plan" not in structure:  # one plan, so one residual order, for every input step
+        structure["plan"] = step_pullback.plan_residuals(step_fn, params, state, x,
+                                                         jnp.int32(0), inputs_diff)
+      lin = structure["plan"].linearize(params, state, x, jnp.int32(0))
       step_out, kept = lin.out, (lin.out, lin.stored)
     else:
       step_out, kept = step_fn(params, state, x, jnp.int32(0)), ()
@@ -139,11 +141,11 @@ def _sequence_fwd(step_fn, after_first_step, max_steps, threshold, remat, params
                   initial_state, inputs, mask):
   (params, initial_state, inputs, mask), (_, _, inputs_perturbed, _) = (
       while_loop.unwrap_primals((params, initial_state, inputs, mask)))
-  inputs_diff = while_loop.differentiable_leaves(inputs, inputs_perturbed)
+  inputs_diff = step_pullback.differentiable_leaves(inputs, inputs_perturbed)
   final_state, per_step, (states, kept), structure = _scan_forward(
       step_fn, after_first_step, max_steps, threshold, params, initial_state, inputs, mask,
       keep_first_step=not remat, inputs_diff=inputs_diff)
-  static = while_loop.Static((structure.get("treedef"), structure.get("known_at"), inputs_diff))
+  static = while_loop.Static((structure.get("plan"), inputs_diff))
   return (final_state, per_step), (params, inputs, mask, states, kept, static)
 
 
@@ -155,22 +157,23 @@ def _sequence_bwd(step_fn, after_first_step, max_steps, threshold, remat, residu
   """Backpropagates through the input steps, last first, carrying ``dL/ds_t`` and
   the parameter cotangent summed so far."""
   params, inputs, mask, states, kept, static = residuals
-  treedef, known_at, inputs_diff = static.value
+  plan, inputs_diff = static.value
   ct_final_state, (ct_outputs, ct_stats) = while_loop.instantiate_zeros(cts)
-  params_diff, merge_params = while_loop.split_differentiable(params)
+  params_diff, merge_params = step_pullback.split_differentiable(params)
   accumulate_in = lambda p: jnp.promote_types(p.dtype, halting.MIN_HALTING_DTYPE)
   add = lambda total, d: total + d.astype(total.dtype)
 
   def input_step(carry, xs):
     ct_state, ct_params = carry
     x, mask_t, state, kept_t, ct_output, ct_remainder, ct_probs = xs
-    x_diff, merge_inputs = while_loop.split_differentiable(x, inputs_diff)
+    x_diff, merge_inputs = step_pullback.split_differentiable(x, inputs_diff)
     if remat:
-      lin = while_loop.linearize_step(step_fn, params, state, x, jnp.int32(0), inputs_diff)
-      step_out, stored, structure = lin.out, lin.stored, (lin.treedef, lin.known_at)
+      lin, step_plan = step_pullback.linearize_step(step_fn, params, state, x, jnp.int32(0),
+                                                    inputs_diff)
+      step_out, stored = lin.out, lin.stored
     else:
-      (step_out, stored), structure = kept_t, (treedef, known_at)
-    pullback = while_loop.rebuild_pullback(*structure, stored, params, x, step_out.state, state)
+      (step_out, stored), step_plan = kept_t, plan
+    pullback = step_plan.rebuild(stored, params, state, x, jnp.int32(0), step_out.state)
     carry_1 = _after_step_one(max_steps, threshold, state, mask_t, step_out)
 
     def later_steps(ct_params):  # steps 2, 3, ... ran: re-run them recording, backpropagate
