@@ -57,7 +57,8 @@ def split_differentiable(tree: PyTree, is_diff: tuple[bool, ...] | None = None
 
 
 class LinearizedStep(NamedTuple):
-  """One ponder step and its pullback, its residuals split for storage."""
+  """One ponder step's output and the residuals of its pullback that its plan
+  stores (:meth:`ResidualPlan.rebuild` makes the pullback from them)."""
 
   out: PonderStep
   stored: list[jax.Array]  # the residuals the plan stores
