@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from act_jax import halting
-from act_jax.backends import while_loop
+from act_jax.backends import loop_invariant, while_loop
 from act_jax.ponder_types import PonderResult, PyTree, StepFn
 
 SHRINK = 16
@@ -86,8 +86,11 @@ def after_first_step(step_fn: StepFn, max_steps: int, threshold: float, chunk_st
                      carry: halting.Halting) -> halting.Halting:
   """Ponder steps 2, 3, ... from the halting state after step 1, on ever smaller
   batches, until every example has halted; differentiable (reverse mode)."""
-  return _run_levels(while_loop.later_steps_fn(step_fn, first_step_flag_only), max_steps,
-                     threshold, chunk_steps, params, inputs, carry, jnp.int32(1),
+  split = loop_invariant.hoist_loop_invariants(
+      while_loop.later_steps_fn(step_fn, first_step_flag_only), params, carry.state, inputs,
+      jnp.int32(1))
+  return _run_levels(split.step_fn, max_steps, threshold, chunk_steps, split.shared,
+                     split.per_example, carry, jnp.int32(1),
                      level_sizes(carry.tally.shape[0], SHRINK))  # read at trace time
 
 

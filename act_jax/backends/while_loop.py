@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from act_jax import halting
+from act_jax.backends.loop_invariant import hoist_loop_invariants
 from act_jax.backends.step_pullback import (LinearizedStep, ResidualPlan, differentiable_leaves,
                                             plan_residuals, split_differentiable)
 from act_jax.ponder_types import PonderResult, PonderStep, PyTree, StepFn
@@ -67,9 +68,13 @@ def after_first_step(step_fn: StepFn, max_steps: int, threshold: float, chunk_st
                      first_step_flag_only: bool, params: PyTree, inputs: PyTree,
                      carry: halting.Halting) -> halting.Halting:
   """Ponder steps 2, 3, ... from the halting state after step 1, until every
-  example has halted; differentiable (reverse mode) as :func:`run_segment`."""
-  return run_segment(later_steps_fn(step_fn, first_step_flag_only), max_steps, threshold,
-                     chunk_steps, 0, params, inputs, carry, jnp.int32(1))[0]
+  example has halted; differentiable (reverse mode) as :func:`run_segment`.
+  What the steps compute from ``params`` and ``inputs`` alone is computed once,
+  before the loop (see :mod:`act_jax.backends.loop_invariant`)."""
+  split = hoist_loop_invariants(later_steps_fn(step_fn, first_step_flag_only), params,
+                                carry.state, inputs, jnp.int32(1))
+  return run_segment(split.step_fn, max_steps, threshold, chunk_steps, 0, split.shared,
+                     split.per_example, carry, jnp.int32(1))[0]
 
 
 def later_steps_fn(step_fn: StepFn, first_step_flag_only: bool) -> StepFn:
