@@ -84,8 +84,9 @@ def later_steps_fn(step_fn: StepFn, first_step_flag_only: bool) -> StepFn:
   the first-step flag ``step_index == 0`` of Eq. 3) it is ``step_fn`` at the
   constant index 1, so every loop iteration evaluates the same function of the
   state: whatever the step computes from ``params`` and ``inputs`` alone (a
-  cell's input projection ``[x; 0] W_x``) is loop-invariant, and XLA hoists it
-  out of the forward and backward loops instead of recomputing it per step.
+  cell's input projection ``[x; 0] W_x``) is loop-invariant, and
+  :func:`~act_jax.backends.loop_invariant.hoist_loop_invariants` computes it
+  once, before the loops, forward and backward.
   """
   if not first_step_flag_only:
     return step_fn
