@@ -13,7 +13,10 @@ loop, with the sum: ``d/dW sum_n f_n(u(W)) = u'(W)^T sum_n df_n/du``.
 
 :func:`hoist_loop_invariants` reads the step's jaxpr once per trace and splits
 it by data dependence: an equation is invariant when none of its operands
-depends on the state or the step index and it has no effect.
+depends on the state or the step index and it has no effect. A step whose
+invariant part only lays out values (broadcasts, reshapes, casts: a step that
+reads its index as a value, so that even its input product depends on it) is
+left whole: there is nothing to compute once.
 """
 
 from __future__ import annotations
@@ -24,6 +27,11 @@ import jax
 import jax.extend.core as jex
 
 from act_jax.ponder_types import PonderStep, PyTree, StepFn
+
+
+# Primitives that only lay out or cast their operand: hoisting them saves no arithmetic.
+_LAYOUT_ONLY = frozenset({"broadcast_in_dim", "reshape", "squeeze", "expand_dims",
+                          "convert_element_type"})
 
 
 class LoopInvariantSplit(NamedTuple):
@@ -57,9 +65,10 @@ def hoist_loop_invariants(step_fn: StepFn, params: PyTree, state: PyTree, inputs
     The :class:`LoopInvariantSplit`; its ``step_fn`` gives the same
     :class:`~act_jax.PonderStep` as ``step_fn`` at every state and step index,
     at this batch size or (for a step function that treats examples
-    independently) a smaller one. Where an input-dependent invariant value
-    lacks the inputs' batch axis nothing is hoisted: the split then holds
-    ``step_fn`` itself with ``params`` and ``inputs``.
+    independently) a smaller one. Where the invariant part computes nothing
+    (only layout operations), or an input-dependent invariant value lacks the
+    inputs' batch axis, nothing is hoisted: the split then holds ``step_fn``
+    itself with ``params`` and ``inputs``.
   """
   split = _split(step_fn, params, state, inputs, step_index)
   if split is None:
@@ -78,8 +87,9 @@ class _Split(NamedTuple):
 
 
 def _split(step_fn: StepFn, params, state, inputs, step_index) -> _Split | None:
-  """``step_fn``'s jaxpr at these shapes, split by data dependence (None: a
-  per-example invariant value without the batch axis)."""
+  """``step_fn``'s jaxpr at these shapes, split by data dependence (None:
+  nothing but layout operations is invariant, or a per-example invariant value
+  lacks the batch axis)."""
   closed, out_shape = jax.make_jaxpr(step_fn, return_shape=True)(params, state, inputs,
                                                                  step_index)
   jaxpr = closed.jaxpr
@@ -103,6 +113,8 @@ def _split(step_fn: StepFn, params, state, inputs, step_index) -> _Split | None:
     else:
       variant_eqns.append(eqn)
 
+  if all(eqn.primitive.name in _LAYOUT_ONLY for eqn in invariant_eqns):
+    return None
   # The invariant values the rest reads: operands of its equations and outputs.
   boundary = []
   for v in [v for eqn in variant_eqns for v in eqn.invars] + list(jaxpr.outvars):
