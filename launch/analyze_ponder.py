@@ -4,7 +4,7 @@ r"""Where a trained language model ponders: plot, coloured HTML and tables.
   python -m launch.analyze_ponder --workdir=runs/text_act --text_file=page.txt \
       --out_dir=runs/text_act/page
 
-Reads the run's latest checkpoint and a text (by default the whole held-out
+Reads the run's latest checkpoint (or ``--step``'s) and a text (by default the whole held-out
 split of the run's byte file, or ``--offset``/``--length`` of a split, or a
 file), runs the model over it in training-length windows with the state reset
 per window, and writes to ``--out_dir`` (default ``<workdir>/analysis``):
@@ -32,6 +32,7 @@ _SPLIT = flags.DEFINE_enum("split", "valid", text.SPLITS, "Split of the run's by
 _OFFSET = flags.DEFINE_integer("offset", 0, "First byte of the text within the split or file.")
 _LENGTH = flags.DEFINE_integer("length", 0, "Bytes to analyse (0: to the end).")
 _SHOW_CHARS = flags.DEFINE_integer("show_chars", 400, "Characters in the plot and the HTML.")
+_STEP = flags.DEFINE_integer("step", 0, "The checkpoint's step (0: the latest).")
 _OUT_DIR = flags.DEFINE_string("out_dir", None, "Output directory (default <workdir>/analysis).")
 flags.mark_flag_as_required("workdir")
 
@@ -62,7 +63,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   try:
-    model, config, step = train.load_trained_model(_WORKDIR.value)
+    model, config, step = train.load_trained_model(_WORKDIR.value, step=_STEP.value)
   except train.ConfigError as e:
     raise app.UsageError(str(e)) from e
   if config.task != "text":

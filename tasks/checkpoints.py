@@ -57,7 +57,7 @@ def _short(error: Exception) -> str:
 
 
 def restore(manager: ocp.CheckpointManager, target: Any, workdir: str,
-            step: int = 0) -> tuple[int, Any]:
+            step: int = 0, step_name: str = "config.restore_step") -> tuple[int, Any]:
   """Reads checkpoint ``step`` (0: the latest) of ``manager`` into the layout of ``target``.
 
   Args:
@@ -65,6 +65,7 @@ def restore(manager: ocp.CheckpointManager, target: Any, workdir: str,
     target: the checkpoint's layout (``jax.ShapeDtypeStruct`` leaves).
     workdir: the run's workdir (for messages).
     step: the step to restore, one of the saved ones; 0: the latest.
+    step_name: what the user set ``step`` as, for messages.
 
   Returns:
     The step and the restored tree, or ``(0, None)`` if there is no checkpoint.
@@ -78,10 +79,10 @@ def restore(manager: ocp.CheckpointManager, target: Any, workdir: str,
     steps = sorted(manager.all_steps())
   if not steps:
     if step:
-      raise ConfigError(f"config.restore_step={step}, but {workdir!r} holds no checkpoint")
+      raise ConfigError(f"{step_name}={step}, but {workdir!r} holds no checkpoint")
     return 0, None
   if step and step not in steps:
-    raise ConfigError(f"config.restore_step={step} is not a checkpoint of {workdir!r}; "
+    raise ConfigError(f"{step_name}={step} is not a checkpoint of {workdir!r}; "
                       f"its checkpoints are at steps {steps}")
   step = step or steps[-1]
   try:

@@ -409,13 +409,14 @@ def _checkpoint_layout(state: networks.TrainState, num_networks: int) -> dict[st
 
 
 def _restore(manager: ocp.CheckpointManager, state: networks.TrainState, num_networks: int,
-             workdir: str, mesh: Mesh, step: int = 0) -> tuple[int, networks.TrainState]:
+             workdir: str, mesh: Mesh, step: int = 0, step_name: str = "config.restore_step"
+             ) -> tuple[int, networks.TrainState]:
   """Checkpoint ``step``'s (0: the latest's) step and state; step 0 and ``state`` if
   there is no checkpoint. ConfigError (one line) if it cannot be read."""
   replicated = NamedSharding(mesh, PartitionSpec())
   target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
                         _checkpoint_layout(state, num_networks))
-  step, restored = checkpoints.restore(manager, target, workdir, step)
+  step, restored = checkpoints.restore(manager, target, workdir, step, step_name)
   if restored is None:
     return 0, state
   if num_networks == 1:
@@ -425,13 +426,15 @@ def _restore(manager: ocp.CheckpointManager, state: networks.TrainState, num_net
   return step, networks.place(state, replicated)
 
 
-def load_trained_model(workdir: str, network: int = 0
+def load_trained_model(workdir: str, network: int = 0, step: int = 0
                        ) -> tuple[models.TaskModel, ml_collections.ConfigDict, int]:
-  """A network of a training run's latest checkpoint, with its config and step.
+  """A network of a training run's checkpoint, with its config and step.
 
   Args:
     workdir: the run's workdir.
     network: which network of an ensemble (0 for a single-network run).
+    step: the checkpoint's step, one of the saved ones (a training run keeps
+      its last two); 0: the latest.
 
   Returns:
     The model, the config of the single-network run it equals
@@ -439,8 +442,8 @@ def load_trained_model(workdir: str, network: int = 0
     the checkpoint's step.
 
   Raises:
-    ConfigError: if ``workdir`` holds no run or no checkpoint, the checkpoint
-      is unreadable, or there is no such network.
+    ConfigError: if ``workdir`` holds no run or no checkpoint, ``step`` was
+      not saved, the checkpoint is unreadable, or there is no such network.
   """
   workdir = os.path.abspath(workdir)  # orbax needs absolute paths
   path = os.path.join(workdir, "config.json")
@@ -453,7 +456,7 @@ def load_trained_model(workdir: str, network: int = 0
   mesh = networks.data_mesh()
   graphdefs, state = networks.initial_networks(config, task, mesh)
   manager = checkpoints.manager(workdir)
-  step, state = _restore(manager, state, config.num_networks, workdir, mesh)
+  step, state = _restore(manager, state, config.num_networks, workdir, mesh, step, "step")
   with checkpoints.quiet():
     manager.close()
   if not step:

@@ -81,7 +81,7 @@ def test_bad_text_options_are_clear_errors(byte_file, options, message, tmp_path
   assert not (tmp_path / "checkpoints").exists()
 
 
-def test_load_trained_model_restores_the_last_checkpoint(byte_file, tmp_path):
+def test_load_trained_model_restores_the_last_or_a_given_checkpoint(byte_file, tmp_path):
   config = _tiny(byte_file)
   results = train.train_and_evaluate(config, str(tmp_path))
   model, loaded_config, step = train.load_trained_model(str(tmp_path))
@@ -91,3 +91,8 @@ def test_load_trained_model_restores_the_last_checkpoint(byte_file, tmp_path):
                              rtol=1e-6)
   with pytest.raises(train.ConfigError, match="no training run"):
     train.load_trained_model(str(tmp_path / "empty"))
+  earlier, _, earlier_step = train.load_trained_model(str(tmp_path), step=10)  # the last two are kept
+  assert earlier_step == 10
+  assert not np.array_equal(earlier.act.halting.kernel[...], model.act.halting.kernel[...])
+  with pytest.raises(train.ConfigError, match=r"step=7 is not a checkpoint .* steps \[10, 20\]"):
+    train.load_trained_model(str(tmp_path), step=7)
