@@ -4,10 +4,11 @@ r"""Where a trained language model ponders: plot, coloured HTML and tables.
   python -m launch.analyze_ponder --workdir=runs/text_act --text_file=page.txt \
       --out_dir=runs/text_act/page
 
-Reads the run's latest checkpoint (or ``--step``'s) and a text (by default the whole held-out
-split of the run's byte file, or ``--offset``/``--length`` of a split, or a
-file), runs the model over it in training-length windows with the state reset
-per window, and writes to ``--out_dir`` (default ``<workdir>/analysis``):
+Reads the run's latest checkpoint (or ``--step``'s) and a text (by default
+the whole held-out split of the run's byte file, or ``--offset``/``--length``
+of a split, or a file), runs the model over it in training-length windows with
+the state reset per window, and writes to ``--out_dir`` (default
+``<workdir>/analysis``):
 
 * ``ponder.png``: ponder, loss and entropy along the first ``--show_chars``
   characters, characters on the axis (the paper's Figs. 23/24);

@@ -8,7 +8,8 @@ taskset -c 1 .venv/bin/python -m launch.train --config=tasks/configs/text.py --c
     --config.num_steps=10000 --config.time_budget_minutes=110 --workdir=$HOME/act-runs/text_paper_lr3/tau=0.001
 # Alongside it, on the other core: the halting unit and the two gradients on its bias at every
 # checkpoint as it is saved (training keeps only the last two): probe_halting.jsonl (steps 500 and
-# 549 probed after the run with --steps, the watcher having missed them). This script
+# 549 probed after the run with --steps: the watcher then marked a checkpoint it failed to read,
+# likely one still being written, as done; it now tries such a checkpoint again). This script
 # and plot_probe.py are in this folder; run from /work/main (the code of 77fe190, which adds
 # load_trained_model(step=...); the model is the same).
 cd /work/main

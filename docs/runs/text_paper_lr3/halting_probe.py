@@ -91,8 +91,8 @@ def main() -> None:
     for step in (s for s in saved if s not in probed):
       try:
         print(json.dumps(probe(workdir, step, args.windows)), flush=True)
-      except train.ConfigError:  # deleted by the run while read: a newer one is there
-        pass
+      except train.ConfigError:  # still being written (tried again), or already deleted
+        continue
       probed.add(step)
       last_new = time.time()
     finished = os.path.exists(os.path.join(workdir, "results.json"))
