@@ -22,7 +22,12 @@ Two more parity-cell settings (batch 128, M = 100):
     network's (98 % uniform in 2-8, 2 % uniform in 50-100): the plain ``while``
     loop, which runs every example to the batch's largest N, against the
     compacting one (``independent_examples=True``), and against the plain cell
-    unrolled for the batch's mean N (rounded up).
+    unrolled for the batch's mean N (rounded up); also against its floor,
+    compaction written by hand in plain JAX for the known N (the cell at the
+    full batch, then the stragglers gathered into the last level's batch and
+    scanned, plain autodiff), and, as stop 18 and earlier measured it, with the
+    schedule read from the step index (the input projection then computed at
+    every step).
 
 It also reports the compiled memory of one training step on a long sequence
 (LSTM 128, batch 16, T = 200, M = 100) for (a) and (b).
@@ -44,6 +49,7 @@ import jax.numpy as jnp
 from absl import app, flags
 
 import act_jax
+from act_jax.backends import compact
 import timing  # benchmarks/timing.py, beside this script
 
 _JSON = flags.DEFINE_bool("json", False, "Print one JSON object on the last line.")
@@ -103,7 +109,27 @@ def _bce(logits, targets):
 
 def _scheduled_step_fn(cell):
   """The parity ACT step with each example's N set by its input ``halt_at``: the
-  halting logit is the unit's plus -20 before step ``halt_at`` and +20 from it on."""
+  halting logit is the unit's plus -20 before step ``halt_at`` and +20 from it on.
+
+  The step reads its index only as the first-step flag, as the task models'
+  steps do (they declare ``first_step_flag_only``): it counts its steps in its
+  state, ``(count, h)``, so the loop computes the cell's input projection once,
+  as the unrolled plain cell does.
+  """
+  def step_fn(params, state, inputs, n):
+    x, halt_at = inputs
+    count, h = state
+    count = count + 1.0
+    h = cell(params, h, act_jax.with_first_step_flag(x, n))
+    schedule = jnp.where(count >= halt_at, 20.0, -20.0)
+    return act_jax.PonderStep((count, h), (), h @ params["w_h"] + params["b_h"] + schedule)
+  return step_fn
+
+
+def _index_scheduled_step_fn(cell):
+  """The same schedule read from the step index, as stop 18 and earlier measured
+  it: the step reads its index as a value, so the loop cannot compute the input
+  projection once (``first_step_flag_only`` is not declared)."""
   def step_fn(params, state, inputs, n):
     x, halt_at = inputs
     state = cell(params, state, act_jax.with_first_step_flag(x, n))
@@ -113,11 +139,11 @@ def _scheduled_step_fn(cell):
 
 
 def _act_train_step(cell, backend: str, max_steps: int, sequence: bool,
-                    independent_examples: bool = False, step_fn=None):
+                    independent_examples: bool = False, step_fn=None,
+                    first_step_flag_only: bool = True):
   """Jitted (loss and gradient, loss alone, ponder stats) of ACT (BCE + tau * rho)."""
-  # The benchmark's own steps read the step index only as the first-step flag.
   options = {"independent_examples": independent_examples,
-             "first_step_flag_only": step_fn is None}
+             "first_step_flag_only": first_step_flag_only}
   step_fn = step_fn or _act_step_fn(cell, sequence)
   if _CHUNK_STEPS.value is not None and backend == "while":
     options["chunk_steps"] = _CHUNK_STEPS.value
@@ -222,32 +248,71 @@ def _cap_setting(rounds):
 
 
 def _mixed_setting(rounds):
-  """N like a low-tau network's: the plain while loop, the compacting one, the plain cell."""
+  """N like a low-tau network's: the plain while loop, the compacting one, the
+  plain cell for the mean N, and the floor of compaction in plain JAX."""
   batch, max_steps = 128, 100
-  params, state, x, targets = _parity_args(batch, halting_bias=0.0)
+  params, h, x, targets = _parity_args(batch, halting_bias=0.0)
   key_n, key_tail, key_perm = jax.random.split(jax.random.PRNGKey(3), 3)
   stragglers = round(0.02 * batch)
   halt_at = jnp.concatenate([
       jax.random.randint(key_n, (batch - stragglers,), 2, 9),
       jax.random.randint(key_tail, (stragglers,), 50, 101)])
   halt_at = jax.random.permutation(key_perm, halt_at)
-  args = (params, state, (x, halt_at), targets)
+  args = (params, (jnp.zeros(batch), h), (x, halt_at), targets)
+  index_args = (params, h, (x, halt_at), targets)
   step_fn = _scheduled_step_fn(_tanh_cell)
   (while_step, _, stats), (compact_step, _, compact_stats) = (
       _act_train_step(_tanh_cell, "while", max_steps, False, independent, step_fn)
       for independent in (False, True))
+  index_compact_step, _, index_stats = _act_train_step(
+      _tanh_cell, "while", max_steps, False, True, _index_scheduled_step_fn(_tanh_cell),
+      first_step_flag_only=False)
   steps = stats(*args[:3]).steps
-  assert bool(jnp.all(steps == halt_at)) and bool(
-      jnp.all(compact_stats(*args[:3]).steps == halt_at))
+  assert all(bool(jnp.all(s == halt_at)) for s in
+             (steps, compact_stats(*args[:3]).steps, index_stats(*index_args[:3]).steps))
   mean_steps = float(jnp.mean(steps.astype(jnp.float32)))
   plain_step, _ = _plain_train_step(_tanh_cell, [math.ceil(mean_steps)], sequence=False)
-  plain = lambda params, state, inputs, targets: plain_step(params, state, inputs[0], targets)
+  floor_step = _compaction_floor_step(_tanh_cell, halt_at)
   seconds = timing.median_seconds(
-      {"while": while_step, "compact": compact_step, "plain_mean_n": plain}, args, rounds)
+      {"while": lambda: while_step(*args), "compact": lambda: compact_step(*args),
+       "compact_index_schedule": lambda: index_compact_step(*index_args),
+       "plain_mean_n": lambda: plain_step(params, h, x, targets),
+       "floor": lambda: floor_step(params, h, x, targets)}, (), rounds)
   return {"mean_steps": mean_steps, "max_steps": int(jnp.max(steps)),
           "ms": {k: 1e3 * v for k, v in seconds.items()},
           "compact_speedup": seconds["while"] / seconds["compact"],
-          "compact_over_mean_plain": seconds["compact"] / seconds["plain_mean_n"]}
+          "compact_over_mean_plain": seconds["compact"] / seconds["plain_mean_n"],
+          "index_schedule_over_mean_plain": (seconds["compact_index_schedule"]
+                                             / seconds["plain_mean_n"]),
+          "floor_over_mean_plain": seconds["floor"] / seconds["plain_mean_n"],
+          "compact_over_floor": seconds["compact"] / seconds["floor"]}
+
+
+def _compaction_floor_step(cell, halt_at: jax.Array):
+  """Jitted loss and gradient of compaction written by hand for a known ``halt_at``.
+
+  The plain cell at the full batch until the batch's N has passed every example
+  that is not a straggler, then the stragglers gathered into a batch of the size
+  of the compacting loop's last level and the cell scanned (``lax.scan``, plain
+  autodiff) to the largest N. No halting arithmetic, nothing decided at run
+  time: the least a compacting loop could cost with XLA on this machine.
+  """
+  batch = halt_at.shape[0]
+  small = compact.level_sizes(batch)[-1]
+  order = jnp.argsort(-halt_at)
+  full_steps = int(halt_at[order[small]])  # N of the longest example that is no straggler
+  tail_steps = int(halt_at[order[0]]) - full_steps
+  rows = order[:small]
+
+  def loss(params, h, x, targets):
+    for n in range(full_steps):
+      h = cell(params, h, act_jax.with_first_step_flag(x, n))
+    flagged = act_jax.with_first_step_flag(x[rows], 1)
+    tail, _ = jax.lax.scan(lambda h, _: (cell(params, h, flagged), None), h[rows], None,
+                           length=tail_steps)
+    return _bce(h.at[rows].set(tail) @ params["w_y"], targets)
+
+  return jax.jit(jax.value_and_grad(loss))
 
 
 def _long_sequence_memory_mb(backend: str) -> float:
@@ -296,10 +361,18 @@ def main(argv):
         f"{mixed['ms']['compact']:.3f} ms, plain for the mean N "
         f"{mixed['ms']['plain_mean_n']:.3f} ms; while/compact "
         f"{mixed['compact_speedup']:.2f}, compact/plain {mixed['compact_over_mean_plain']:.2f}")
+  print(f"{'':40s} floor (compaction by hand, plain autodiff) {mixed['ms']['floor']:.3f} ms: "
+        f"floor/plain {mixed['floor_over_mean_plain']:.2f}, compact/floor "
+        f"{mixed['compact_over_floor']:.2f}; schedule read from the step index (the "
+        f"projection recomputed per step): compact/plain "
+        f"{mixed['index_schedule_over_mean_plain']:.2f}")
   summary = {
       "parity_cap_while_over_plain": cap["while_over_plain"],
       "mixed_compact_speedup": mixed["compact_speedup"],
       "mixed_compact_over_mean_plain": mixed["compact_over_mean_plain"],
+      "mixed_floor_over_mean_plain": mixed["floor_over_mean_plain"],
+      "mixed_compact_over_floor": mixed["compact_over_floor"],
+      "mixed_index_schedule_over_mean_plain": mixed["index_schedule_over_mean_plain"],
       "mixed_mean_steps": mixed["mean_steps"],
       "cap_ms": cap["ms"],
       "mixed_ms": mixed["ms"],

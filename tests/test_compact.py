@@ -62,8 +62,10 @@ def test_level_sizes():
   assert compact.level_sizes(3, 4) == (3,)
 
 
-# chunk_steps=2: segments start mid-chunk and later chunks are recomputed.
-@pytest.mark.parametrize("chunk_steps", [2, 16])
+# chunk_steps=1: segments start mid-chunk and later chunks are recomputed, at
+# the levels of 40 (chunks of 1 step) and 10 (4 steps); the level of 2 records
+# its steps at once (20, capped at M). chunk_steps=16: one chunk everywhere.
+@pytest.mark.parametrize("chunk_steps", [1, 16])
 @pytest.mark.parametrize("cell_name", ["tanh", "lstm"])
 def test_compact_matches_scan_values_and_gradients(cell_name, chunk_steps):
   params, state, x, mask = _mixed_batch(cell_name)
@@ -85,6 +87,22 @@ def test_compact_matches_scan_values_and_gradients(cell_name, chunk_steps):
   _assert_tree_close(grads, ref_grads, rtol=1e-3, atol=1e-4)
   # Masked examples pass their state through and get its cotangent unchanged.
   assert float(jnp.abs(jax.tree.leaves(grads[1])[0][36:]).sum()) > 0
+
+
+def test_every_level_records_the_same_number_of_example_steps(monkeypatch):
+  chunks = []
+  run_segment = compact.while_loop.run_segment
+
+  def spy(step_fn, max_steps, threshold, chunk_steps, *args):
+    chunks.append(chunk_steps)
+    return run_segment(step_fn, max_steps, threshold, chunk_steps, *args)
+
+  monkeypatch.setattr(compact.while_loop, "run_segment", spy)
+  params, state, x, mask = _mixed_batch("tanh")
+  jax.eval_shape(functools.partial(
+      act_jax.ponder, batched_step(CELLS["tanh"][1]), max_steps=M, mask=mask, chunk_steps=3,
+      independent_examples=True), params, state, x)
+  assert chunks == [3, 12, 60]  # 3 * 40 example-steps over 40, 10 and 2 examples
 
 
 def test_compact_sequence_with_lengths_matches_scan():

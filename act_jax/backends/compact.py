@@ -18,6 +18,12 @@ own custom VJP over the steps it took at its own batch size, and the gathers
 and scatters between levels are differentiated by JAX, so the backward pass
 mirrors the forward one and pays only for the running examples too. All shapes
 are static: nothing retraces when the number of halted examples changes.
+
+Every level records the same number of example-steps for its backward pass,
+``chunk_steps * B``: a level of ``b`` examples records ``chunk_steps * B / b``
+steps per chunk (at most ``max_steps``), so the few examples that ponder long
+are recorded once, not recomputed chunk by chunk, and no level needs more
+memory than the first.
 """
 
 from __future__ import annotations
@@ -66,7 +72,8 @@ def ponder(step_fn: StepFn, max_steps: int, threshold: float, params: PyTree, st
     state: ``s_{t-1}``, leaves ``[B, ...]``.
     inputs: ``x_t``, leaves ``[B, ...]`` (gathered with the examples).
     mask: bool ``[B]``; False: not computed.
-    chunk_steps: steps recorded per chunk for the backward pass (per level).
+    chunk_steps: steps recorded per chunk for the backward pass at the full
+      batch; a level of ``b`` examples records ``chunk_steps * B / b``.
     first_step_flag_only: see :func:`act_jax.backends.while_loop.later_steps_fn`.
 
   Returns:
@@ -89,17 +96,22 @@ def after_first_step(step_fn: StepFn, max_steps: int, threshold: float, chunk_st
   split = loop_invariant.hoist_loop_invariants(
       while_loop.later_steps_fn(step_fn, first_step_flag_only), params, carry.state, inputs,
       jnp.int32(1))
-  return _run_levels(split.step_fn, max_steps, threshold, chunk_steps, split.shared,
-                     split.per_example, carry, jnp.int32(1),
-                     level_sizes(carry.tally.shape[0], SHRINK))  # read at trace time
+  sizes = level_sizes(carry.tally.shape[0], SHRINK)  # read at trace time
+  return _run_levels(split.step_fn, max_steps, threshold, chunk_steps * sizes[0], split.shared,
+                     split.per_example, carry, jnp.int32(1), sizes)
 
 
-def _run_levels(step_fn, max_steps, threshold, chunk_steps, params, inputs,
+def _run_levels(step_fn, max_steps, threshold, record_budget, params, inputs,
                 carry: halting.Halting, start_index: jax.Array,
                 sizes: tuple[int, ...]) -> halting.Halting:
-  """Runs this level (batch ``sizes[0]``), then the smaller ones, from ``start_index``."""
+  """Runs this level (batch ``sizes[0]``), then the smaller ones, from ``start_index``.
+
+  ``record_budget``: example-steps each level records per chunk for its
+  backward pass.
+  """
   stop_count = sizes[1] if len(sizes) > 1 else 0
-  carry, next_index = while_loop.run_segment(step_fn, max_steps, threshold, chunk_steps,
+  chunk = -(-record_budget // sizes[0])  # run_segment caps it at max_steps
+  carry, next_index = while_loop.run_segment(step_fn, max_steps, threshold, chunk,
                                              stop_count, params, inputs, carry, start_index)
   if len(sizes) == 1:
     return carry
@@ -112,7 +124,7 @@ def _run_levels(step_fn, max_steps, threshold, chunk_steps, params, inputs,
   smaller_carry = jax.tree.map(take, carry)
   smaller_carry = smaller_carry._replace(
       tally=smaller_carry.tally.at[:, halting.RUNNING].multiply(used))
-  smaller = _run_levels(step_fn, max_steps, threshold, chunk_steps, params,
+  smaller = _run_levels(step_fn, max_steps, threshold, record_budget, params,
                         jax.tree.map(take, inputs), smaller_carry, next_index, sizes[1:])
   return jax.tree.map(lambda full, part: full.at[index].set(part, mode="drop"), carry,
                       smaller)
