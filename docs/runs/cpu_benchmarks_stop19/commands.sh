@@ -6,3 +6,6 @@ for i in 1 2 3; do PYTHONPATH=. .venv/bin/python benchmarks/train_loop.py --json
 .venv/bin/python docs/runs/cpu_benchmarks_stop19/probes/ab.py > probes/ab.txt
 # Per-step cost of the ponder loop at batch 8 and 4 (all N = 90) against a bare scanned cell:
 .venv/bin/python docs/runs/cpu_benchmarks_stop19/probes/tail.py 8; .venv/bin/python docs/runs/cpu_benchmarks_stop19/probes/tail.py 4
+# Runs 1-3 (rows_variant/) were on the code with a gather-only row mover, dropped after;
+# the final code, two runs:
+for i in 1 2; do PYTHONPATH=. .venv/bin/python benchmarks/ponder_loop.py --json > ponder_loop_final_run$i.txt; done
