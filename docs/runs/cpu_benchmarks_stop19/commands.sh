@@ -9,3 +9,7 @@ for i in 1 2 3; do PYTHONPATH=. .venv/bin/python benchmarks/train_loop.py --json
 # Runs 1-3 (rows_variant/) were on the code with a gather-only row mover, dropped after;
 # the final code, two runs:
 for i in 1 2; do PYTHONPATH=. .venv/bin/python benchmarks/ponder_loop.py --json > ponder_loop_final_run$i.txt; done
+# XLA:CPU flags, one process each (run at the start of the stop, on 4a609e7's code and benchmark):
+docs/runs/cpu_benchmarks_stop19/probes/xla_flags.sh < docs/runs/cpu_benchmarks_stop19/probes/xla_flags_list.txt  # -> xla_flags_out.txt
+# Per-kernel times of the parity training step (jax.profiler, perfetto trace):
+.venv/bin/python docs/runs/cpu_benchmarks_stop19/probes/profile_parity.py while
