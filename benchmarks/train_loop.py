@@ -12,9 +12,14 @@ one run, variants interleaved round by round:
 * ``parity_act_over_repeat``: ACT at N ~ 2 / Repeat-RNN with 3 repeats (the
   batch maximum of N is about 3), both loops.
 * ``parity_cap_act_over_repeat``: ACT with no example halting (halting bias
-  -30: N = M = 100) / Repeat-RNN with 100 repeats.
+  -30: N = M = 100) / Repeat-RNN with 100 repeats. ACT records the first
+  ``chunk_steps`` = 8 ponder steps for its backward pass and recomputes the
+  others from checkpoints (memory O(8 + 100 / 8) states); the Repeat-RNN's
+  autodiff keeps all 100. ``parity_cap_full_record_over_repeat``: the same with
+  ``chunk_steps`` = M, which records every step as the Repeat-RNN does.
 * ``text_act_over_none``: the LM (LSTM 256, 100-byte windows, batch 16) with N
-  forced to 1 (halting bias +30) / the no-ACT LM.
+  forced to 1 (halting bias +30) / the no-ACT LM, both at the config's
+  defaults (no rematerialisation).
 * ``startup_s``, ``startup_cached_s``: ``python -m launch.train`` from process
   start to its first progress line (after the first training step), with an
   empty and then a warm compilation cache.
@@ -131,6 +136,7 @@ def main() -> None:
       "parity_none": _parity(4000, mode="none"),
       "parity_cap_act": _parity(40, halting_bias=-30.0),
       "parity_cap_repeat": _parity(40, mode="repeat", repeats=100),
+      "parity_cap_full_record": _parity(40, halting_bias=-30.0, chunk_steps=100),
       "text_act": _text(80, halting_bias=30.0),
       "text_none": _text(80, mode="none"),
   }
@@ -159,6 +165,8 @@ def main() -> None:
       "parity_loop_over_grad": ratio("parity_act", "parity_act_grad"),
       "parity_act_over_repeat": ratio("parity_act", "parity_repeat3"),
       "parity_cap_act_over_repeat": ratio("parity_cap_act", "parity_cap_repeat"),
+      "parity_cap_full_record_over_repeat": ratio("parity_cap_full_record",
+                                                  "parity_cap_repeat"),
       "none_loop_over_grad": ratio("parity_none", "parity_none_grad"),
       "text_act_over_none": ratio("text_act", "text_none"),
       "startup_s": startup, "startup_cached_s": startup_cached,

@@ -21,6 +21,7 @@ from flax import nnx
 
 import act_jax
 from act_jax.nnx import AdaptiveComputationTime, zero_carry
+from act_jax.ponder_loop import DEFAULT_CHUNK_STEPS
 
 CELLS = {"tanh": nnx.SimpleCell, "lstm": nnx.LSTMCell, "gru": nnx.GRUCell}
 MODES = ("act", "none", "repeat")
@@ -55,12 +56,18 @@ class TaskModel(nnx.Module):
     independent_examples: compact the ponder loop's batch as examples halt
       (``mode="act"``; every cell here treats examples independently; see
       :func:`act_jax.ponder`). The same results to float tolerance, faster.
+    remat: ``mode="act"`` over several input steps: the backward pass recomputes
+      each input step's first ponder step instead of keeping its residuals
+      (see :func:`act_jax.ponder_sequence`): less memory, one more forward pass.
+    chunk_steps: ``mode="act"``: ponder steps recorded per chunk for the backward
+      pass (see :func:`act_jax.ponder`).
     rngs: parameter initialisation.
   """
 
   def __init__(self, *, input_size: int, hidden_size: int, output_size: int, cell: str,
                mode: str, repeats: int, max_steps: int, epsilon: float,
                halting_bias: float, backend: str, independent_examples: bool = True,
+               remat: bool = False, chunk_steps: int = DEFAULT_CHUNK_STEPS,
                weight_init: str = "flax", rngs: nnx.Rngs):
     if cell not in CELLS:
       raise ValueError(f"unknown cell {cell!r}; known cells: {sorted(CELLS)}")
@@ -74,6 +81,7 @@ class TaskModel(nnx.Module):
       raise ValueError(f"weight_init='tf_glorot' is defined for the tanh cell, got cell={cell!r}")
     self.mode = mode
     self.input_size = input_size
+    self.remat = remat
     self.repeats = {"act": 0, "none": 1, "repeat": repeats}[mode]
     cell_init = {}
     if weight_init == "tf_glorot":  # one [input + flag + hidden, hidden] kernel in TF
@@ -83,7 +91,7 @@ class TaskModel(nnx.Module):
     if mode == "act":
       self.act = AdaptiveComputationTime(
           recurrent, out_features=output_size, max_steps=max_steps, epsilon=epsilon,
-          halting_bias_init=halting_bias, backend=backend,
+          halting_bias_init=halting_bias, backend=backend, chunk_steps=chunk_steps,
           independent_examples=independent_examples, rngs=rngs)
     else:
       self.cell = recurrent
@@ -101,7 +109,8 @@ class TaskModel(nnx.Module):
     if self.mode == "act":
       # Rematerialising input steps saves memory only across several of them; for one
       # (parity, logic) it would just run the forward pass twice.
-      result = self.act.ponder_sequence(inputs, mask=input_mask, remat=inputs.shape[1] > 1)
+      result = self.act.ponder_sequence(inputs, mask=input_mask,
+                                        remat=self.remat and inputs.shape[1] > 1)
       return ModelOutput(result.outputs, result.stats)
     return self._fixed_steps(inputs, input_mask)
 

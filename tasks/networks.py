@@ -54,8 +54,8 @@ def build_model(config: ml_collections.ConfigDict, task: Task) -> models.TaskMod
       output_size=task.target_slots * per_slot, cell=config.cell, mode=config.mode,
       repeats=config.repeats, max_steps=config.max_steps, epsilon=config.epsilon,
       halting_bias=config.halting_bias, backend=config.backend,
-      independent_examples=config.independent_examples, weight_init=config.weight_init,
-      rngs=nnx.Rngs(config.seed))
+      independent_examples=config.independent_examples, remat=config.remat,
+      chunk_steps=config.chunk_steps, weight_init=config.weight_init, rngs=nnx.Rngs(config.seed))
 
 
 class TrainState(NamedTuple):

@@ -48,11 +48,13 @@ from tasks.registry import BITS_PER_CHARACTER, Task, get_task
 RESUMABLE_CHANGES = frozenset(
     {"num_steps", "time_budget_minutes", "log_every", "eval_every", "eval_batches",
      "checkpoint_every", "plot", "distributed", "steps_per_call", "restore_step",
-     "figure_examples", "independent_examples", "solved_at", "solved_evals"})
+     "figure_examples", "independent_examples", "remat", "chunk_steps", "solved_at",
+     "solved_evals"})
 # Fields added to the configs after runs were saved: a saved config.json without
 # them holds their default values (common.base_config).
 _ADDED_FIELDS = ("num_networks", "taus", "distributed", "steps_per_call", "restore_step",
-                 "independent_examples", "solved_at", "solved_evals", "weight_init")
+                 "independent_examples", "solved_at", "solved_evals", "weight_init", "remat",
+                 "chunk_steps")
 # Task options added after runs were saved, with the value those runs had.
 _ADDED_TASK_OPTIONS = {"text": {"check_sha1": True}}
 
@@ -80,7 +82,8 @@ def validate(config: ml_collections.ConfigDict) -> Task:
   except ValueError as e:
     raise ConfigError(str(e)) from e
   for name in ("num_steps", "batch_size", "eval_batch_size", "eval_batches", "log_every",
-               "eval_every", "checkpoint_every", "hidden_size", "steps_per_call", "solved_evals"):
+               "eval_every", "checkpoint_every", "hidden_size", "steps_per_call", "solved_evals",
+               "chunk_steps"):
     _positive_int(config, name)
   solved_at = config.solved_at
   if isinstance(solved_at, bool) or not isinstance(solved_at, (int, float)) or not solved_at >= 0:

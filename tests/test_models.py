@@ -1,12 +1,15 @@
-"""The task networks' weight initialisation (tasks/models.py)."""
+"""The task networks (tasks/models.py): weight initialisation, memory settings."""
 
 import math
 
+import jax
 import numpy as np
 import pytest
 from flax import nnx
 
-from tasks import models
+from tasks import models, networks, train
+from tasks.configs import addition
+from tasks.registry import get_task
 
 
 def _model(weight_init, mode="act", cell="tanh"):
@@ -51,3 +54,30 @@ def test_flax_default_keeps_flax_initialisers():
     _model("tf_glorot", cell="lstm")
   with pytest.raises(ValueError, match="weight_init must be one of .*'he'"):
     _model("he")
+
+
+@pytest.mark.parametrize("field,value", [("remat", True), ("chunk_steps", 1)])
+def test_memory_settings_reach_the_model_and_keep_its_gradient(field, value):
+  """config.remat and config.chunk_steps trade memory for a recomputed forward pass;
+  the gradient of a sequence task's loss stays what the defaults give."""
+  config = addition.get_config("tiny")
+  config.max_steps = 4
+  task = get_task(config.task)
+  batch = task.source(config).train(0)
+
+  def gradient(config):
+    model = networks.build_model(config, task)
+    graphdef, params = nnx.split(model)
+    loss = lambda p: train._loss_fn(nnx.merge(graphdef, p), batch, config.tau,  # pylint: disable=protected-access
+                                    task.metric)[0]
+    return model, jax.grad(loss)(params)
+
+  default_model, default_grad = gradient(config)
+  config[field] = value
+  model, grad = gradient(config)
+  assert (model.remat, model.act.chunk_steps) != (default_model.remat,
+                                                  default_model.act.chunk_steps)
+  assert batch.inputs.shape[1] > 1 and max(jax.tree.leaves(
+      jax.tree.map(lambda g: float(np.max(np.abs(g))), default_grad))) > 0
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+               grad, default_grad)

@@ -23,6 +23,17 @@ def base_config() -> ml_collections.ConfigDict:
   # The ponder loop compacts its batch as examples halt (pays per example, not for the
   # slowest one); the same results to float tolerance. False: the plain while loop.
   config.independent_examples = True
+  # Memory against speed in the backward pass (the same gradients either way):
+  # remat (sequence tasks): False keeps each input step's first-ponder-step residuals, as
+  # the no-ACT network's autodiff keeps its cell's (memory O(T * residuals)); True
+  # recomputes them (O(T * state)), one more forward pass of the cell per input step.
+  config.remat = False
+  # chunk_steps: the ponder loop records the first chunk_steps ponder steps of an input
+  # step for its backward pass and recomputes later ones from a checkpoint every
+  # chunk_steps steps (act_jax.ponder): memory O(chunk_steps + max_steps / chunk_steps)
+  # states. max_steps: every step recorded, none recomputed (fastest where N nears M;
+  # on the CPU, where buffers are zero-filled, slower where N is small).
+  config.chunk_steps = 8  # act_jax.ponder's default
   # Training.
   config.tau = 1e-3  # time penalty
   config.learning_rate = 1e-3  # the paper: 1e-4 with 16 Hogwild threads (variant "paper")
