@@ -15,3 +15,5 @@ docs/runs/cpu_benchmarks_stop20/probes/lm_ab.sh     # -> lm_ab/*.log, */metrics.
 for i in 1 2 3; do PYTHONPATH=. .venv/bin/python benchmarks/train_loop.py --json --rounds=2 > train_loop_rounds2_run$i.txt; done
 # After, the benchmark's defaults (3 rounds, 3 start-up pairs):
 for i in 1 2 3; do PYTHONPATH=. .venv/bin/python benchmarks/train_loop.py --json > train_loop_run$i.txt; done
+# Per-kernel times of the LM's value-and-grad where every byte ponders twice (halting bias 4.4):
+.venv/bin/python docs/runs/cpu_benchmarks_stop20/probes/profile_text.py 4.4
