@@ -85,6 +85,9 @@ def validate(config: ml_collections.ConfigDict) -> Task:
                "eval_every", "checkpoint_every", "hidden_size", "steps_per_call", "solved_evals",
                "chunk_steps"):
     _positive_int(config, name)
+  for name, default in common.base_config().items():  # on/off fields: True or False only
+    if isinstance(default, bool) and not isinstance(config.get(name), bool):
+      raise ConfigError(f"config.{name} must be True or False, got {config.get(name)!r}")
   solved_at = config.solved_at
   if isinstance(solved_at, bool) or not isinstance(solved_at, (int, float)) or not solved_at >= 0:
     raise ConfigError(f"config.solved_at must be >= 0 (0: train to num_steps), got {solved_at!r}")

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from act_jax.ponder_loop import DEFAULT_CHUNK_STEPS
 from tasks import models, networks, train
 from tasks.configs import addition
 from tasks.registry import get_task
@@ -73,6 +74,7 @@ def test_memory_settings_reach_the_model_and_keep_its_gradient(field, value):
     return model, jax.grad(loss)(params)
 
   default_model, default_grad = gradient(config)
+  assert default_model.act.chunk_steps == DEFAULT_CHUNK_STEPS  # the config's is the library's
   config[field] = value
   model, grad = gradient(config)
   assert (model.remat, model.act.chunk_steps) != (default_model.remat,

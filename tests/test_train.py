@@ -147,6 +147,7 @@ def test_sigterm_is_a_stop_request():
     ("solved_at", -0.5, "solved_at.*-0.5"),
     ("solved_evals", 0, "solved_evals.*got 0"),
     ("chunk_steps", 0, "chunk_steps.*got 0"),
+    ("remat", None, "remat must be True or False, got None"),
     ("weight_init", "he", "weight_init.*'he'"),
     ("cell", ("lstm", "tf_glorot"), "weight_init='tf_glorot' needs config.cell='tanh'.*'lstm'"),
 ])
