@@ -90,18 +90,26 @@ def loop_seconds_per_step(config) -> tuple[float, float]:
           statistics.mean(r["mean_steps"] for r in rows))
 
 
-def bare_value_and_grad(config):
-  """The jitted value-and-grad of the training loss of one network on one batch, and its args."""
+def training_loss(config, with_metrics: bool = False):
+  """The training loss of one network of ``config`` as a function of its parameters and a
+  batch (with its metrics if ``with_metrics``), and those parameters and one batch."""
   task = get_task(config.task)
   model = networks.build_model(config, task)
   graphdef, params = nnx.split(model)
   batch = jax.device_put(jax.device_get(task.source(config).train(0)))
 
   def loss(params, batch):
-    return train._loss_fn(nnx.merge(graphdef, params), batch, config.tau,  # pylint: disable=protected-access
-                          task.metric)[0]
+    value = train._loss_fn(nnx.merge(graphdef, params), batch, config.tau,  # pylint: disable=protected-access
+                           task.metric)
+    return value if with_metrics else value[0]
 
-  return jax.jit(jax.value_and_grad(loss)), (params, batch)
+  return loss, (params, batch)
+
+
+def bare_value_and_grad(config):
+  """The jitted value-and-grad of the training loss of one network on one batch, and its args."""
+  loss, args = training_loss(config)
+  return jax.jit(jax.value_and_grad(loss)), args
 
 
 def startup_seconds(cache: str, workdir: str) -> float:

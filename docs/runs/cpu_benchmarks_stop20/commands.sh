@@ -17,3 +17,6 @@ for i in 1 2 3; do PYTHONPATH=. .venv/bin/python benchmarks/train_loop.py --json
 for i in 1 2 3; do PYTHONPATH=. .venv/bin/python benchmarks/train_loop.py --json > train_loop_run$i.txt; done
 # Per-kernel times of the LM's value-and-grad where every byte ponders twice (halting bias 4.4):
 .venv/bin/python docs/runs/cpu_benchmarks_stop20/probes/profile_text.py 4.4
+# The timing probes were rewritten after these runs on shared helpers (benchmarks/train_loop.py's
+# training_loss, benchmarks/timing.py's interleaved_seconds, probes/paired.py); they time the same
+# functions the same way. probe_outputs.txt holds what the first versions printed.
