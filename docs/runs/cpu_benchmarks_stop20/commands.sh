@@ -20,3 +20,5 @@ for i in 1 2 3; do PYTHONPATH=. .venv/bin/python benchmarks/train_loop.py --json
 # The timing probes were rewritten after these runs on shared helpers (benchmarks/train_loop.py's
 # training_loss, benchmarks/timing.py's interleaved_seconds, probes/paired.py); they time the same
 # functions the same way. probe_outputs.txt holds what the first versions printed.
+# The ponder-loop benchmark on the final code (the library's loop is unchanged this stop), two runs:
+for i in 1 2; do PYTHONPATH=. .venv/bin/python benchmarks/ponder_loop.py --json > ponder_loop_run$i.txt; done
