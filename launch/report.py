@@ -1,0 +1,322 @@
+"""The summary table of ``docs/results.md``, made from the run records alone.
+
+  python -m launch.report [--runs_dir=docs/runs] [--published=docs/published/paper_numbers.json]
+
+prints one Markdown row per experiment: the published number with its source, ours (read from
+``docs/runs/<experiment>/<run>/``: ``config.json``, ``results.json``, or the last evaluation in
+``metrics.jsonl`` where a run has no ``results.json``) with its seeds and budget, and a verdict.
+Published numbers come only from the one data file; an experiment without records is "not run",
+so no number reaches the table without a record. Each verdict is a rule over the records, written
+out in the function that makes that row (``RULES``), and states the budget gap.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+from absl import app, flags
+
+BEGIN = "<!-- begin: python -m launch.report -->"
+END = "<!-- end: python -m launch.report -->"
+COLUMNS = ("experiment", "published [source]", "ours (seeds, budget)", "verdict")
+
+
+class Run(NamedTuple):
+  """One training run's record: its config and its final evaluation (``results.json``, or the last
+  ``eval`` row of ``metrics.jsonl`` with ``final`` False where the run has no ``results.json``)."""
+  name: str
+  config: Mapping[str, Any]
+  final: Mapping[str, Any]
+  finished: bool
+  extra: Mapping[str, Any]
+
+
+class Row(NamedTuple):
+  experiment: str
+  published: str
+  ours: str
+  verdict: str
+
+
+def read_json(path: str) -> Any:
+  with open(path) as f:
+    return json.load(f)
+
+
+def last_eval(metrics_path: str) -> dict[str, Any]:
+  """The last ``eval`` row of a ``metrics.jsonl`` (an empty dict if it has none)."""
+  last = {}
+  with open(metrics_path) as f:
+    for line in f:
+      row = json.loads(line)
+      if row.get("split") == "eval":
+        last = row
+  return last
+
+
+def load_run(path: str) -> Run | None:
+  """The record in folder ``path``, or None when the folder holds no ``config.json``."""
+  if not os.path.isfile(os.path.join(path, "config.json")):
+    return None
+  config = read_json(os.path.join(path, "config.json"))
+  results_path = os.path.join(path, "results.json")
+  finished = os.path.isfile(results_path)
+  final = read_json(results_path) if finished else last_eval(os.path.join(path, "metrics.jsonl"))
+  analysis_path = os.path.join(path, "analysis.json")
+  extra = {"analysis": read_json(analysis_path)} if os.path.isfile(analysis_path) else {}
+  return Run(os.path.basename(path), config, final, finished, extra)
+
+
+def load_runs(runs_dir: str, experiment: str) -> list[Run]:
+  """The runs of ``runs_dir/experiment``: that folder itself if it is one run, else its sub-folders."""
+  folder = os.path.join(runs_dir, experiment)
+  if not os.path.isdir(folder):
+    return []
+  run = load_run(folder)
+  if run is not None:
+    return [run]
+  runs = (load_run(os.path.join(folder, name)) for name in sorted(os.listdir(folder)))
+  return [run for run in runs if run is not None]
+
+
+def pct(x: float) -> str:
+  return f"{100 * x:.1f} %"
+
+
+def steps(n: float) -> str:
+  """``124k``, ``2.0M``, or the plain count below 10,000."""
+  if n >= 1_000_000:
+    return f"{n / 1e6:.1f}M"
+  return f"{n / 1000:.0f}k" if n >= 10_000 else f"{n:,.0f}"
+
+
+def budget_share(ours: float, theirs: float | None) -> str:
+  """Our updates as a share of the published run's: ``1/8 of the paper's updates``."""
+  if not theirs:
+    return ""
+  ratio = theirs / ours
+  return f"{1 / ratio:.1f}x" if ratio < 1 else f"1/{ratio:.0f}"
+
+
+def model_key(config: Mapping[str, Any]) -> str:
+  """``none``, ``act tau=0.01`` or ``repeat 3``: the key of Fojo et al.'s Table 1 rows."""
+  if config["mode"] == "act":
+    return f"act tau={config['tau']:g}"
+  if config["mode"] == "repeat":
+    return f"repeat {config['repeats']}"
+  return "none"
+
+
+def networks(run: Run) -> list[Mapping[str, Any]]:
+  """The per-network final evaluations of a run (one entry for a run of one network)."""
+  return list(run.final.get("networks", [run.final]))
+
+
+def parity_first_k(runs: Sequence[Run], paper: Mapping[str, Any]) -> tuple[str, str]:
+  """Reproduced when every model of Table 1 is solved (by at least one seed) or not as theirs is."""
+  by_model: dict[str, list[Run]] = {}
+  for run in runs:
+    by_model.setdefault(model_key(run.config), []).append(run)
+  table = paper["table1"]
+  matches = sum((any(r.final.get("solved_step") for r in by_model.get(m, [])) == row["solved"])
+                for m, row in table.items() if m in by_model)
+  head = by_model[paper["headline"]]
+  solved = sorted(r.final["solved_step"] for r in head if r.final.get("solved_step"))
+  cap = max(r.config["num_steps"] for r in runs)
+  median = statistics.median(solved)
+  ours = (f"{paper['headline'].replace('act ', 'ACT ')}: {len(solved)}/{len(head)} seeds solved, median "
+          f"{steps(median)} ({steps(solved[0])}-{steps(solved[-1])}) steps; {len(runs)} trials, "
+          f"{len(by_model)} models x 3 seeds, cap {steps(cap)} steps")
+  ratio = median / table[paper["headline"]]["steps"]
+  verdict = "reproduced" if matches == len(table) else "partly"
+  return ours, (f"{verdict}: {matches} of {len(table)} models solved or not as theirs; "
+                f"{ratio:.1f}x their steps (their one run against our median)")
+
+
+def parity_random(runs: Sequence[Run], paper: Mapping[str, Any]) -> tuple[str, str]:
+  """Reproduced at error <= the paper's 5 %; partly when the best run is clearly below chance
+  (<= 45 %); else not reproduced."""
+  act = [r for r in runs if r.config["mode"] == "act"]
+  parts = [f"tau = {r.config['tau']:g}: {pct(r.final['sequence_error'])} at "
+           f"{steps(r.final['step'])} steps" + ("" if r.finished else " (record ends)")
+           for r in sorted(act, key=lambda r: r.config["tau"])]
+  best = min(act, key=lambda r: r.final["sequence_error"])
+  error = best.final["sequence_error"]
+  verdict = ("reproduced" if error <= paper["target_error"] else
+             "partly" if error <= 0.45 else "not reproduced")
+  share = budget_share(best.final["step"], paper["updates"])
+  return ("; ".join(parts) + " (1 seed each, Adam 1e-4)",
+          f"{verdict}: learns (best {pct(error)}), not to < 5 %, on {share} of the paper's updates")
+
+
+def ponder_vs_tau(runs: Sequence[Run], paper: Mapping[str, Any]) -> tuple[str, str]:
+  """Reproduced when mean N at the lowest tau exceeds that at the highest and some network with
+  tau <= 0.03 reaches the paper's error; partly when only the ponder trend holds."""
+  per_tau: dict[float, list[Mapping[str, Any]]] = {}
+  for run in runs:
+    if run.config["mode"] == "act":
+      for net in networks(run):
+        per_tau.setdefault(net["tau"], []).append(net)
+  taus = sorted(per_tau)
+  mean_n = {t: statistics.fmean(n["mean_steps"] for n in per_tau[t]) for t in taus}
+  errors = [n["sequence_error"] for t in taus for n in per_tau[t]]
+  solved = any(n["sequence_error"] <= paper["target_error"] for t in taus if t <= 0.03
+               for n in per_tau[t])
+  trend = mean_n[taus[0]] > mean_n[taus[-1]]
+  most = max(r.final["step"] for r in runs if r.config["mode"] == "act")
+  seeds = len(per_tau[taus[0]])
+  verdict = ("reproduced" if trend and solved else "partly" if trend else "not reproduced")
+  return (f"mean N {mean_n[taus[0]]:.1f} at tau = {taus[0]:g} to {mean_n[taus[-1]]:.2f} at "
+          f"{taus[-1]:g}; error {pct(min(errors))}-{pct(max(errors))} ({len(taus)} taus x {seeds} "
+          f"seeds, at most {steps(most)} steps)",
+          f"{verdict}: ponder falls with tau; the error trend is not measurable at "
+          f"{budget_share(most, paper['updates'])} of the paper's updates")
+
+
+def ponder_vs_difficulty(runs: Sequence[Run], paper: Mapping[str, Any]) -> tuple[str, str]:
+  """Over the figure's levels (non-zero bits k): reproduced when every level is solved and N
+  at the hardest exceeds N at k = 1; partly when N rises over the levels it solves."""
+  run = runs[0]
+  levels = run.final["figure"]["by_difficulty"]
+  ks = sorted(levels, key=int)
+  solved = []
+  for k in ks:  # the levels up to the first one it fails
+    if levels[k]["sequence_error"] > paper["target_error"]:
+      break
+    solved.append(k)
+  peak = max(solved, key=lambda k: levels[k]["mean_steps"])
+  rises = levels[peak]["mean_steps"] > levels[ks[0]]["mean_steps"]
+  verdict = ("reproduced" if rises and len(solved) == len(ks) else
+             "partly" if rises else "not reproduced")
+  return (f"random positions, tau = {run.config['tau']:g}, {steps(run.final['step'])} steps: "
+          f"N {levels[ks[0]]['mean_steps']:.1f} at k = {ks[0]} to {levels[peak]['mean_steps']:.1f} at "
+          f"k = {peak}; error <= 5 % for k = 1-{solved[-1]} of {ks[-1]}",
+          f"{verdict}: ponder rises with k where it solves, on "
+          f"{budget_share(run.final['step'], paper['updates'])} of the paper's updates")
+
+
+def logic(runs: Sequence[Run], paper: Mapping[str, Any]) -> tuple[str, str]:
+  """Reproduced when the ACT network's error is at most the target (1 %)."""
+  act = min((r for r in runs if r.config["mode"] == "act"), key=lambda r: r.final["sequence_error"])
+  none = [r for r in runs if r.config["mode"] == "none"]
+  ours = (f"ACT tau = {act.config['tau']:g}: {pct(act.final['sequence_error'])} at "
+          f"{steps(act.final['step'])} steps" +
+          "".join(f"; no ACT {pct(r.final['sequence_error'])} at {steps(r.final['step'])}"
+                  for r in none) + " (1 seed each)")
+  verdict = "reproduced" if act.final["sequence_error"] <= paper["target_error"] else "partly"
+  return ours, (f"{verdict} for ACT, on {budget_share(act.final['step'], paper['updates'])} of the "
+                "paper's updates; no ACT not trained to the paper's length")
+
+
+def act_against_none(runs: Sequence[Run], paper: Mapping[str, Any]) -> tuple[str, str]:
+  """Reproduced when the ACT seeds' mean error is at most the paper's ratio of ACT's error to no
+  ACT's (``paper_act_over_none``: sort 6 / 12, addition 0: solved) times the no-ACT seeds' mean;
+  partly when it is below the no-ACT seeds' mean; else not reproduced."""
+  by_mode = {m: [r for r in runs if r.config["mode"] == m] for m in ("act", "none")}
+  errors = {m: [r.final["sequence_error"] for r in rs] for m, rs in by_mode.items()}
+  mean = {m: statistics.fmean(e) for m, e in errors.items()}
+  act = by_mode["act"][0]
+  ours = (f"ACT {' / '.join(pct(e) for e in errors['act'])} vs no ACT "
+          f"{' / '.join(pct(e) for e in errors['none'])} (seeds {len(errors['act'])} + "
+          f"{len(errors['none'])}, {steps(act.final['step'])} steps, LSTM "
+          f"{act.config['hidden_size']}, M = {act.config['max_steps']})")
+  gap = 100 * (mean["none"] - mean["act"])
+  verdict = ("reproduced" if mean["act"] <= paper["paper_act_over_none"] * mean["none"] else
+             "partly" if gap > 0 else "not reproduced")
+  return ours, (f"{verdict}: ACT {gap:.1f} points ahead on the seeds' mean ([AK] "
+                f"{100 * (paper['none_error'] - paper['act_error']):.1f}); not the paper's "
+                f"{paper['paper_gain']}; LSTM {act.config['hidden_size']} against 512, "
+                f"{budget_share(act.final['step'], paper['updates'])} of the paper's updates")
+
+
+def text_lm(runs: Sequence[Run], paper: Mapping[str, Any]) -> tuple[str, str]:
+  """At the paper's learning rate: reproduced when ponder finds word boundaries at least as well
+  as the entropy does (peak F1 against spaces) and N stays below half of M; else not reproduced."""
+  runs = [r for r in runs if math.isclose(r.config["learning_rate"], paper["learning_rate"])]
+  parts, verdicts = [], []
+  for run in sorted(runs, key=lambda r: (r.config["mode"], -r.config["tau"])):
+    bpc = f"{run.final['bits_per_character']:.3f} bpc at {steps(run.final['step'])} steps"
+    if run.config["mode"] != "act":
+      parts.append(f"no ACT {bpc}")
+      continue
+    f1 = run.extra["analysis"]["word boundaries (spaces) found by peaks"]
+    ok = (f1["ponder"]["f1"] >= f1["entropy"]["f1"]
+          and run.final["mean_steps"] < run.config["max_steps"] / 2)
+    verdicts.append(ok)
+    parts.append(f"tau = {run.config['tau']:g}: {bpc}, N {run.final['mean_steps']:.1f} of "
+                 f"{run.config['max_steps']}, ponder F1 {f1['ponder']['f1']:.3f}")
+  most = max(r.final["step"] for r in runs if r.config["mode"] == "act")
+  verdict = "reproduced" if all(verdicts) else "partly" if any(verdicts) else "not reproduced"
+  return ("; ".join(parts) + " (LSTM 256, 1 seed each)",
+          f"{verdict}: ponder runs away to the cap, flat across characters, at "
+          f"{budget_share(most, paper['updates'])} of the paper's updates")
+
+
+def depth_ut(runs: Sequence[Run], paper: Mapping[str, Any]) -> tuple[str, str]:
+  """Reproduced when ACT's sequence accuracy is at least every fixed depth's."""
+  act = next(r for r in runs if not r.config.get("fixed_depth"))
+  fixed = sorted((r for r in runs if r.config.get("fixed_depth")),
+                 key=lambda r: r.config["fixed_depth"])
+  accuracy = act.final["sequence_accuracy"]
+  ours = (f"ACT: {pct(accuracy)} of sequences right at mean depth "
+          f"{act.final['mean_depth']:.2f} (M = {act.config['max_steps']})" +
+          "".join(f"; fixed depth {r.config['fixed_depth']}: {pct(r.final['sequence_accuracy'])}"
+                  for r in fixed) + f" (1 seed, {steps(act.config['train_steps'])} steps)")
+  verdict = ("reproduced" if all(accuracy >= r.final["sequence_accuracy"] for r in fixed)
+             else "not reproduced")
+  return ours, f"{verdict} in kind (a small binary-addition task, not bAbI)"
+
+
+RULES: dict[str, Callable[[Sequence[Run], Mapping[str, Any]], tuple[str, str]]] = {
+    "parity_first_k": parity_first_k,
+    "parity_random": parity_random,
+    "ponder_vs_tau": ponder_vs_tau,
+    "ponder_vs_difficulty": ponder_vs_difficulty,
+    "logic": logic,
+    "addition": act_against_none,
+    "sort": act_against_none,
+    "text_lm": text_lm,
+    "depth_ut": depth_ut,
+}
+
+
+def summary_rows(runs_dir: str, published: Mapping[str, Any]) -> list[Row]:
+  """One row per experiment of the published-numbers file, in its order."""
+  rows = []
+  for paper in published["experiments"]:
+    runs = load_runs(runs_dir, paper["runs"])
+    ours, verdict = RULES[paper["id"]](runs, paper) if runs else ("no record", "not run")
+    rows.append(Row(paper["title"], f"{paper['published']} [{paper['source']}]", ours, verdict))
+  return rows
+
+
+def markdown(rows: Sequence[Row]) -> str:
+  """The table, between the begin / end markers that ``docs/results.md`` keeps around it."""
+  lines = [BEGIN, "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+  lines += ["| " + " | ".join(row) + " |" for row in rows]
+  return "\n".join(lines + [END])
+
+
+def committed_table(text: str) -> str:
+  """The block of a document from the begin marker to the end marker, both included."""
+  start, stop = text.index(BEGIN), text.index(END)
+  return text[start:stop + len(END)]
+
+
+_RUNS_DIR = flags.DEFINE_string("runs_dir", "docs/runs", "The run records, one folder per experiment.")
+_PUBLISHED = flags.DEFINE_string("published", "docs/published/paper_numbers.json",
+                                 "The published numbers and their sources.")
+
+
+def main(argv: Sequence[str]) -> None:
+  del argv
+  print(markdown(summary_rows(_RUNS_DIR.value, read_json(_PUBLISHED.value))))
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,93 @@
+"""launch/report.py: the summary table of docs/results.md is what the committed records give."""
+
+import json
+import os
+
+import pytest
+
+from launch import report
+
+ROOT = os.path.join(os.path.dirname(__file__), os.pardir)
+
+
+def test_committed_table_is_what_the_records_give():
+  published = report.read_json(os.path.join(ROOT, "docs", "published", "paper_numbers.json"))
+  table = report.markdown(report.summary_rows(os.path.join(ROOT, "docs", "runs"), published))
+  with open(os.path.join(ROOT, "docs", "results.md")) as f:
+    committed = report.committed_table(f.read())
+  assert committed == table, "rerun `python -m launch.report` and paste its output into docs/results.md"
+
+
+def test_every_published_experiment_has_a_rule():
+  published = report.read_json(os.path.join(ROOT, "docs", "published", "paper_numbers.json"))
+  for paper in published["experiments"]:
+    assert paper["id"] in report.RULES
+    assert paper["source"] in published["sources"]
+
+
+def _write_run(folder, config, results=None, evals=()):
+  os.makedirs(folder)
+  with open(os.path.join(folder, "config.json"), "w") as f:
+    json.dump(config, f)
+  with open(os.path.join(folder, "metrics.jsonl"), "w") as f:
+    for row in evals:
+      f.write(json.dumps({"split": "train", "step": row["step"], "sequence_error": 0.9}) + "\n")
+      f.write(json.dumps({"split": "eval", **row}) + "\n")
+  if results is not None:
+    with open(os.path.join(folder, "results.json"), "w") as f:
+      json.dump(results, f)
+
+
+def test_a_run_without_results_reads_its_last_evaluation(tmp_path):
+  _write_run(str(tmp_path / "exp" / "a"), {"mode": "act", "tau": 0.01},
+             evals=[{"step": 10, "sequence_error": 0.4}, {"step": 20, "sequence_error": 0.3}])
+  _write_run(str(tmp_path / "exp" / "b"), {"mode": "none"}, results={"step": 5, "sequence_error": 0.2})
+  runs = report.load_runs(str(tmp_path), "exp")
+  assert [(r.name, r.finished, r.final["step"], r.final["sequence_error"]) for r in runs] == [
+      ("a", False, 20, 0.3), ("b", True, 5, 0.2)]
+
+
+def test_an_experiment_without_records_is_not_run(tmp_path):
+  published = {"experiments": [{"id": "logic", "title": "Logic", "runs": "logic", "source": "P",
+                                "published": "about 0"}]}
+  assert report.summary_rows(str(tmp_path), published) == [
+      report.Row("Logic", "about 0 [P]", "no record", "not run")]
+
+
+def _run(name, config, **final):
+  return report.Run(name, config, final, True, {})
+
+
+SORT = {"act_error": 0.114, "none_error": 0.121, "paper_act_over_none": 0.5,
+        "paper_gain": "12 % -> 6 %", "updates": 16_000_000}
+
+
+@pytest.mark.parametrize("act_errors, none_errors, verdict", [
+    ((0.05, 0.07), (0.14, 0.12), "reproduced"),       # mean 0.06 <= 0.5 * 0.13
+    ((0.16, 0.15), (0.188, 0.149), "partly"),         # ahead, not halved
+    ((0.20, 0.18), (0.188, 0.149), "not reproduced"),  # behind
+])
+def test_act_against_none_verdicts(act_errors, none_errors, verdict):
+  config = {"hidden_size": 128, "max_steps": 10}
+  runs = ([_run(f"act{i}", {"mode": "act", **config}, step=250_000, sequence_error=e)
+           for i, e in enumerate(act_errors)] +
+          [_run(f"none{i}", {"mode": "none", **config}, step=250_000, sequence_error=e)
+           for i, e in enumerate(none_errors)])
+  ours, got = report.act_against_none(runs, SORT)
+  assert got.split(":")[0] == verdict
+  assert ours.startswith(f"ACT {100 * act_errors[0]:.1f} %")
+  assert "1/64 of the paper's updates" in got
+
+
+def test_parity_first_k_counts_models_solved_as_theirs():
+  paper = {"headline": "act tau=0.01", "table1": {
+      "none": {"solved": False, "steps": None},
+      "act tau=0.01": {"solved": True, "steps": 50_000}}}
+  runs = [_run("a0", {"mode": "act", "tau": 0.01, "num_steps": 400_000}, solved_step=100_000),
+          _run("a1", {"mode": "act", "tau": 0.01, "num_steps": 400_000}, solved_step=None),
+          _run("n0", {"mode": "none", "num_steps": 400_000}, solved_step=None)]
+  ours, verdict = report.parity_first_k(runs, paper)
+  assert "1/2 seeds solved, median 100k (100k-100k)" in ours
+  assert verdict.startswith("reproduced: 2 of 2 models") and "2.0x their steps" in verdict
+  runs[2] = _run("n0", {"mode": "none", "num_steps": 400_000}, solved_step=300_000)
+  assert report.parity_first_k(runs, paper)[1].startswith("partly: 1 of 2 models")
