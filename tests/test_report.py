@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 
 import pytest
 
@@ -22,7 +23,8 @@ def test_every_published_experiment_has_a_rule():
   published = report.read_json(os.path.join(ROOT, "docs", "published", "paper_numbers.json"))
   for paper in published["experiments"]:
     assert paper["id"] in report.RULES
-    assert paper["source"] in published["sources"]
+    tags = re.findall(r"\[([A-Z]+)\]", paper["published"])
+    assert tags and set(tags) <= set(published["sources"]), paper["published"]
 
 
 def _write_run(folder, config, results=None, evals=()):
@@ -48,8 +50,8 @@ def test_a_run_without_results_reads_its_last_evaluation(tmp_path):
 
 
 def test_an_experiment_without_records_is_not_run(tmp_path):
-  published = {"experiments": [{"id": "logic", "title": "Logic", "runs": "logic", "source": "P",
-                                "published": "about 0"}]}
+  published = {"experiments": [{"id": "logic", "title": "Logic", "runs": "logic",
+                                "published": "about 0 [P]"}]}
   assert report.summary_rows(str(tmp_path), published) == [
       report.Row("Logic", "about 0 [P]", "no record", "not run")]
 
