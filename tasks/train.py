@@ -160,12 +160,18 @@ def _initialize_distributed(config: ml_collections.ConfigDict) -> None:
   writes metrics, ``config.json`` and ``results.json`` (orbax coordinates the
   checkpoints). Tested with two processes on one machine
   (``tests/test_multiprocess.py``). ``time_budget_minutes`` is measured per
-  process, so give several processes ``num_steps`` instead.
+  process, so give several processes ``num_steps`` instead. Several processes on
+  CPUs compile rather than read JAX's persistent compilation cache.
   """
   if not isinstance(config.distributed, bool):
     raise ConfigError(f"config.distributed must be True or False, got {config.distributed!r}")
   if config.distributed and not jax.distributed.is_initialized():
     jax.distributed.initialize()
+  if jax.process_count() > 1 and jax.default_backend() == "cpu":
+    # On the newest JAX (0.12) a CPU program that several processes load from the
+    # persistent compilation cache never finishes its first collective; compile instead.
+    jax.config.update("jax_enable_compilation_cache", False)
+    logging.info("several CPU processes: JAX's persistent compilation cache is off")
 
 
 def _is_primary() -> bool:

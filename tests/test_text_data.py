@@ -2,6 +2,8 @@
 
 import hashlib
 import os
+import subprocess
+import sys
 import zipfile
 
 import jax
@@ -57,8 +59,9 @@ def test_bad_split_raises(enwik6):
 
 def test_missing_and_empty_files(tmp_path):
   missing = os.path.join(tmp_path, "nope.bin")
-  with pytest.raises(FileNotFoundError, match="nope.bin"):
+  with pytest.raises(FileNotFoundError, match="nope.bin") as error:
     text.load_bytes(missing)
+  assert "python -m launch.fetch_data --dest=DIR" in str(error.value)  # how to get the data
   empty = os.path.join(tmp_path, "empty.bin")
   open(empty, "wb").close()
   with pytest.raises(ValueError, match="empty.bin"):
@@ -102,6 +105,54 @@ def test_zip_extracts_once(tmp_path):
   # The extracted file is still checked as enwik8.
   with pytest.raises(ValueError, match=str(text.ENWIK8_SIZE)):
     text.load_bytes(zip_path)
+
+
+def _mirror(tmp_path, payload: bytes) -> str:
+  """A file:// URL of an enwik8.zip holding ``payload`` as its enwik8 (the prize page's layout)."""
+  (tmp_path / "mirror").mkdir()
+  zip_path = tmp_path / "mirror" / "enwik8.zip"
+  with zipfile.ZipFile(zip_path, "w") as archive:
+    archive.writestr("enwik8", payload)
+  return zip_path.as_uri()
+
+
+def test_fetch_enwik8_checks_it_and_writes_enwik6(tmp_path, monkeypatch):
+  payload = np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8).tobytes()
+  url = _mirror(tmp_path, payload)
+  monkeypatch.setattr(text, "ENWIK8_SIZE", len(payload))  # this payload stands for enwik8
+  monkeypatch.setattr(text, "ENWIK8_SHA1", hashlib.sha1(payload).hexdigest())
+  monkeypatch.setattr(text, "ENWIK6_SIZE", 1000)
+  dest = tmp_path / "data"
+  path = text.fetch_enwik8(str(dest), url)
+  assert path == str(dest / "enwik8")
+  assert (dest / "enwik8").read_bytes() == payload
+  assert (dest / "enwik6").read_bytes() == payload[:1000]
+  assert text.load_bytes(path).tobytes() == payload  # passes the loader's own check
+  assert sorted(os.listdir(dest)) == ["enwik6", "enwik8", "enwik8.zip"]  # no partial files
+  # The zip is there: a second fetch downloads nothing.
+  assert text.fetch_enwik8(str(dest), (tmp_path / "nowhere.zip").as_uri()) == path
+
+
+def test_fetch_enwik8_rejects_other_bytes(tmp_path, monkeypatch):
+  payload = b"not enwik8" * 100
+  url = _mirror(tmp_path, payload)
+  monkeypatch.setattr(text, "ENWIK8_SIZE", len(payload))
+  dest = tmp_path / "data"
+  with pytest.raises(ValueError) as error:
+    text.fetch_enwik8(str(dest), url)
+  assert hashlib.sha1(payload).hexdigest() in str(error.value)
+  assert text.ENWIK8_SHA1 in str(error.value) and url in str(error.value)
+  assert os.listdir(dest) == []  # the next try downloads again
+
+
+def test_fetch_data_command_reports_one_line(tmp_path):
+  url = _mirror(tmp_path, b"short")  # not the published enwik8: its size is wrong
+  result = subprocess.run([sys.executable, "-m", "launch.fetch_data", f"--dest={tmp_path / 'data'}",
+                           f"--url={url}"], cwd=REPO_ROOT, capture_output=True, text=True)
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines() == [
+      f"error: '{tmp_path / 'data' / 'enwik8'}' is named enwik8 but has 5 bytes, expected "
+      f"{text.ENWIK8_SIZE}: {url} did not give the published enwik8 (both files removed)"]
 
 
 def test_zip_without_member_raises(tmp_path):

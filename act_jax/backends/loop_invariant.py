@@ -24,8 +24,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import jax
-import jax.extend.core as jex
 
+from act_jax.backends import jaxpr_api
 from act_jax.ponder_types import PonderStep, PyTree, StepFn
 
 
@@ -73,15 +73,15 @@ def hoist_loop_invariants(step_fn: StepFn, params: PyTree, state: PyTree, inputs
   split = _split(step_fn, params, state, inputs, step_index)
   if split is None:
     return LoopInvariantSplit(step_fn, params, inputs)
-  values = jex.jaxpr_as_fun(split.invariant)(*jax.tree.leaves((params, inputs)))
+  values = jaxpr_api.jaxpr_as_fun(split.invariant)(*jax.tree.leaves((params, inputs)))
   variant = _VariantStep(step_fn, params, state, inputs, split)
   return LoopInvariantSplit(variant, list(values[:split.num_shared]),
                             list(values[split.num_shared:]))
 
 
 class _Split(NamedTuple):
-  invariant: jex.ClosedJaxpr  # (params, inputs) -> shared + per-example values
-  variant: jex.ClosedJaxpr  # (shared, state, per-example, step index) -> the step's leaves
+  invariant: jaxpr_api.ClosedJaxpr  # (params, inputs) -> shared + per-example values
+  variant: jaxpr_api.ClosedJaxpr  # (shared, state, per-example, step index) -> the step's leaves
   num_shared: int
   out_tree: jax.tree_util.PyTreeDef
 
@@ -104,7 +104,7 @@ def _split(step_fn: StepFn, params, state, inputs, step_index) -> _Split | None:
   per_example = set(input_vars)  # depends on the inputs
   invariant_eqns, variant_eqns = [], []
   for eqn in jaxpr.eqns:
-    operands = [v for v in eqn.invars if isinstance(v, jex.Var)]
+    operands = [v for v in eqn.invars if isinstance(v, jaxpr_api.Var)]
     if not eqn.effects and all(v in invariant for v in operands):
       invariant_eqns.append(eqn)
       invariant.update(eqn.outvars)
@@ -118,19 +118,17 @@ def _split(step_fn: StepFn, params, state, inputs, step_index) -> _Split | None:
   # The invariant values the rest reads: operands of its equations and outputs.
   boundary = []
   for v in [v for eqn in variant_eqns for v in eqn.invars] + list(jaxpr.outvars):
-    if isinstance(v, jex.Var) and v in invariant and v not in boundary:
+    if isinstance(v, jaxpr_api.Var) and v in invariant and v not in boundary:
       boundary.append(v)
   shared_vars = [v for v in boundary if v not in per_example]
   example_vars = [v for v in boundary if v in per_example]
   batch = jax.tree.leaves(inputs)[0].shape[:1] if input_vars else None
   if any(v.aval.shape[:1] != batch for v in example_vars):
     return None
-  invariant_jaxpr = jex.ClosedJaxpr(
-      jex.Jaxpr(jaxpr.constvars, param_vars + input_vars, shared_vars + example_vars,
-                invariant_eqns), closed.consts)
-  variant_jaxpr = jex.ClosedJaxpr(
-      jex.Jaxpr([], shared_vars + state_vars + example_vars + [index_var], jaxpr.outvars,
-                variant_eqns, frozenset().union(*(eqn.effects for eqn in variant_eqns))), [])
+  invariant_jaxpr = jaxpr_api.part_of(closed, jaxpr.constvars, param_vars + input_vars,
+                                      shared_vars + example_vars, invariant_eqns, closed.consts)
+  variant_jaxpr = jaxpr_api.part_of(closed, [], shared_vars + state_vars + example_vars
+                                    + [index_var], jaxpr.outvars, variant_eqns, [])
   return _Split(invariant_jaxpr, variant_jaxpr, len(shared_vars), jax.tree.structure(out_shape))
 
 
@@ -167,7 +165,7 @@ class _VariantStep:
 
   def __call__(self, shared, state, per_example, step_index) -> PonderStep:
     split = self._split_at(state, step_index)
-    flat = jex.jaxpr_as_fun(split.variant)(
+    flat = jaxpr_api.jaxpr_as_fun(split.variant)(
         *jax.tree.leaves((shared, state, per_example, step_index)))
     return split.out_tree.unflatten(flat)
 

@@ -20,9 +20,9 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
-import jax.extend.core as jex
 import jax.numpy as jnp
 
+from act_jax.backends import jaxpr_api
 from act_jax.ponder_types import PonderStep, PyTree, StepFn
 
 # Primitives a rebuild must not repeat: they cost what storing saves, or more.
@@ -80,7 +80,7 @@ class ResidualPlan:
   stored). Compared by identity: it is static data of one trace.
   """
 
-  def __init__(self, closed: jex.ClosedJaxpr, pullback_tree, out_tree):
+  def __init__(self, closed: jaxpr_api.ClosedJaxpr, pullback_tree, out_tree):
     self._closed = closed
     self._pullback_tree = pullback_tree
     self._out_tree = out_tree
@@ -90,26 +90,27 @@ class ResidualPlan:
     out_vars = out_tree.unflatten(jaxpr.outvars[num_residuals:])
     self._new_state_vars = jax.tree.leaves(out_vars.state)
     available = set(jaxpr.invars) | {v for v in self._new_state_vars
-                                     if isinstance(v, jex.Var)}
+                                     if isinstance(v, jaxpr_api.Var)}
     for eqn in jaxpr.eqns:
       if _is_cheap(eqn) and all(_is_available(v, available) for v in eqn.invars):
-        available.update(v for v in eqn.outvars if not isinstance(v, jex.DropVar))
+        available.update(v for v in eqn.outvars if not isinstance(v, jaxpr_api.DropVar))
     self.stored = tuple(not _is_available(v, available) for v in residual_vars)
     self._rebuilt_vars = [v for v, s in zip(residual_vars, self.stored) if not s]
     # The equations the rebuilt residuals need, in program order.
-    needed = {v for v in self._rebuilt_vars if isinstance(v, jex.Var)}
+    needed = {v for v in self._rebuilt_vars if isinstance(v, jaxpr_api.Var)}
     given = set(jaxpr.invars) | set(self._new_state_vars)
     eqns = []
     for eqn in reversed(jaxpr.eqns):
       if any(v in needed and v not in given for v in eqn.outvars):
         eqns.append(eqn)
-        needed.update(v for v in eqn.invars if isinstance(v, jex.Var))
+        needed.update(v for v in eqn.invars if isinstance(v, jaxpr_api.Var))
     self._eqns = eqns[::-1]
 
   def linearize(self, params: PyTree, state: PyTree, inputs: PyTree,
                 step_index: jax.Array) -> LinearizedStep:
     """The step's output and the residuals to store, computed at these values."""
-    flat = jex.jaxpr_as_fun(self._closed)(*jax.tree.leaves((params, state, inputs, step_index)))
+    flat = jaxpr_api.jaxpr_as_fun(self._closed)(
+        *jax.tree.leaves((params, state, inputs, step_index)))
     num_residuals = self._pullback_tree.num_leaves
     stored = [r for r, s in zip(flat[:num_residuals], self.stored, strict=True) if s]
     return LinearizedStep(self._out_tree.unflatten(flat[num_residuals:]), stored)
@@ -121,13 +122,13 @@ class ResidualPlan:
     env = dict(zip(jaxpr.invars, jax.tree.leaves((params, old_state, inputs, step_index)),
                    strict=True))
     env.update((v, x) for v, x in zip(self._new_state_vars, jax.tree.leaves(new_state),
-                                      strict=True) if isinstance(v, jex.Var))
-    read = lambda v: v.val if isinstance(v, jex.Literal) else env[v]
+                                      strict=True) if isinstance(v, jaxpr_api.Var))
+    read = lambda v: v.val if isinstance(v, jaxpr_api.Literal) else env[v]
     for eqn in self._eqns:
       outs = eqn.primitive.bind(*map(read, eqn.invars), **eqn.params)
       outs = outs if eqn.primitive.multiple_results else [outs]
       env.update((v, x) for v, x in zip(eqn.outvars, outs)
-                 if not isinstance(v, jex.DropVar))
+                 if not isinstance(v, jaxpr_api.DropVar))
     per_step = iter(stored)
     rebuilt = iter(self._rebuilt_vars)
     return self._pullback_tree.unflatten([next(per_step) if s else read(next(rebuilt))
@@ -135,12 +136,12 @@ class ResidualPlan:
 
 
 def _is_available(v, available: set) -> bool:
-  return isinstance(v, jex.Literal) or v in available
+  return isinstance(v, jaxpr_api.Literal) or v in available
 
 
-def _is_cheap(eqn: jex.JaxprEqn) -> bool:
+def _is_cheap(eqn: jaxpr_api.JaxprEqn) -> bool:
   return (eqn.primitive.name not in _COSTLY_PRIMITIVES and not eqn.effects
-          and not list(jex.jaxprs_in_params(eqn.params)))
+          and not list(jaxpr_api.jaxprs_in_params(eqn.params)))
 
 
 def plan_residuals(step_fn: StepFn, params, state, inputs, step_index,

@@ -10,7 +10,8 @@ Variants:
     or ``enwik8.zip``), LSTM 1500, Adam 1e-4, tau = 6e-3 (the net of the
     paper's Figs. 23/24); the batch size is not in the paper (16 here).
   ``default``: what trains on 2 CPU cores in an hour: enwik6 (the first 10^6
-    bytes of enwik8, ``../shared/data/enwik6`` beside the repository), LSTM 256.
+    bytes of enwik8, ``../shared/data/enwik6`` beside the repository;
+    ``python -m launch.fetch_data --dest=../shared/data`` writes it), LSTM 256.
   ``tiny``: tests (seconds).
 """
 

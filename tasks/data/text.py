@@ -20,7 +20,9 @@ needs are read from disk.
 import dataclasses
 import hashlib
 import os
+import shutil
 import string
+import urllib.request
 import zipfile
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -34,6 +36,10 @@ from tasks.data.batch import Batch, batch_stream_key, check_int
 ENWIK8_SHA1 = "57b8363b814821dc9d47aa4d41f58733519076b2"
 ENWIK8_SIZE = 10**8
 ENWIK8_NAME = "enwik8"  # file name, and the name of the member of enwik8.zip
+ENWIK8_URL = "http://mattmahoney.net/dc/enwik8.zip"  # the Hutter prize page's copy
+ENWIK6_NAME = "enwik6"  # the first ENWIK6_SIZE bytes of enwik8: the CPU-sized LM's data
+ENWIK6_SIZE = 10**6
+FETCH_HINT = "python -m launch.fetch_data --dest=DIR fetches enwik8 and writes DIR/enwik6"
 SPLITS = ("train", "valid", "test")
 SPLIT_PERCENT = (90, 5, 5)  # train / valid / test share of the file
 WINDOW = 500  # paper value: bytes per training sequence
@@ -48,9 +54,20 @@ def _sha1(path: str) -> str:
   """Returns the hex SHA-1 of a file, read in chunks."""
   digest = hashlib.sha1()
   with open(path, "rb") as f:
-    while chunk := f.read(_SHA1_CHUNK):
+    for chunk in _chunks(f):
       digest.update(chunk)
   return digest.hexdigest()
+
+
+def _enwik8_mismatch(path: str) -> str | None:
+  """How a file that claims to be enwik8 differs from the published size and SHA-1, or None."""
+  size = os.path.getsize(path)
+  if size != ENWIK8_SIZE:
+    return f"{path!r} is named {ENWIK8_NAME} but has {size} bytes, expected {ENWIK8_SIZE}"
+  actual = _sha1(path)
+  if actual != ENWIK8_SHA1:
+    return f"{path!r} has SHA-1 {actual}, expected {ENWIK8_SHA1} for {ENWIK8_NAME}"
+  return None
 
 
 def _check_enwik8(path: str) -> None:
@@ -59,20 +76,68 @@ def _check_enwik8(path: str) -> None:
   Raises:
     ValueError: If the size or the SHA-1 differs from the published values.
   """
-  size = os.path.getsize(path)
-  if size != ENWIK8_SIZE:
+  mismatch = _enwik8_mismatch(path)
+  if mismatch:
     raise ValueError(
-      f"{path!r} is named {ENWIK8_NAME} but has {size} bytes, expected {ENWIK8_SIZE} "
-      "(check_sha1=False, on the command line --config.task_options.check_sha1=False, skips "
-      "the size and SHA-1 check)"
+      f"{mismatch} (check_sha1=False, on the command line "
+      "--config.task_options.check_sha1=False, skips the size and SHA-1 check)"
     )
-  actual = _sha1(path)
-  if actual != ENWIK8_SHA1:
-    raise ValueError(
-      f"{path!r} has SHA-1 {actual}, expected {ENWIK8_SHA1} for {ENWIK8_NAME} "
-      "(check_sha1=False, on the command line --config.task_options.check_sha1=False, skips "
-      "the size and SHA-1 check)"
-    )
+
+
+def _write_atomically(path: str, chunks: Iterator[bytes]) -> None:
+  """Writes ``chunks`` to ``path`` through a temporary file, so that no truncated file is left."""
+  partial = path + f".partial-{os.getpid()}"
+  try:
+    with open(partial, "wb") as dst:
+      for chunk in chunks:
+        dst.write(chunk)
+    os.replace(partial, path)
+  finally:
+    if os.path.exists(partial):
+      os.remove(partial)
+
+
+def _chunks(src) -> Iterator[bytes]:
+  """The bytes of a readable binary stream, a chunk at a time."""
+  while chunk := src.read(_SHA1_CHUNK):
+    yield chunk
+
+
+def fetch_enwik8(dest: str, url: str = ENWIK8_URL) -> str:
+  """Downloads enwik8.zip, checks enwik8 and writes enwik6, its first 10^6 bytes, beside it.
+
+  ``dest/enwik8.zip`` is downloaded unless it is there already; its ``enwik8``
+  member is extracted to ``dest/enwik8`` and checked against the published
+  size and SHA-1 (a file that fails the check is removed, with the zip it came
+  from, so that the next try downloads again); then ``dest/enwik6`` is
+  written, the data of the text task's ``default`` config.
+
+  Args:
+    dest: The directory to write to (created if missing).
+    url: Where enwik8.zip is (any URL ``urllib`` opens, ``file://`` included).
+
+  Returns:
+    The path of the checked ``enwik8``.
+
+  Raises:
+    ValueError: If the extracted enwik8 has another size or SHA-1 than the
+      published one, or the zip has no ``enwik8`` member.
+    OSError: If the download or a write fails (``urllib.error.URLError`` is one).
+  """
+  os.makedirs(dest, exist_ok=True)
+  zip_path = os.path.join(dest, ENWIK8_NAME + ".zip")
+  if not os.path.exists(zip_path):
+    with urllib.request.urlopen(url) as src:
+      _write_atomically(zip_path, _chunks(src))
+  path = _extract_enwik8(zip_path)
+  mismatch = _enwik8_mismatch(path)
+  if mismatch:
+    os.remove(path)
+    os.remove(zip_path)
+    raise ValueError(f"{mismatch}: {url} did not give the published enwik8 (both files removed)")
+  with open(path, "rb") as src:
+    _write_atomically(os.path.join(dest, ENWIK6_NAME), iter([src.read(ENWIK6_SIZE)]))
+  return path
 
 
 def _extract_enwik8(zip_path: str) -> str:
@@ -100,15 +165,8 @@ def _extract_enwik8(zip_path: str) -> str:
         f"cannot extract {ENWIK8_NAME!r} from {zip_path!r}: directory {directory!r} is not "
         f"writable; extract it yourself (e.g. `unzip {zip_path} -d DIR`) and pass DIR/{ENWIK8_NAME}"
       )
-    partial = target + f".partial-{os.getpid()}"
-    try:
-      with archive.open(ENWIK8_NAME) as src, open(partial, "wb") as dst:
-        while chunk := src.read(_SHA1_CHUNK):
-          dst.write(chunk)
-      os.replace(partial, target)  # atomic: a crash never leaves a truncated enwik8
-    finally:
-      if os.path.exists(partial):
-        os.remove(partial)
+    with archive.open(ENWIK8_NAME) as src:
+      _write_atomically(target, _chunks(src))  # a crash never leaves a truncated enwik8
   return target
 
 
@@ -141,7 +199,7 @@ def load_bytes(path: str, check_sha1: bool = True) -> np.ndarray:
   if os.path.isdir(path):
     raise IsADirectoryError(f"byte file {path!r} is a directory; give the path of a file in it")
   if not os.path.isfile(path):
-    raise FileNotFoundError(f"byte file {path!r} does not exist")
+    raise FileNotFoundError(f"byte file {path!r} does not exist ({FETCH_HINT})")
   if path.endswith(".zip"):
     path = _extract_enwik8(path)
   if os.path.getsize(path) == 0:
