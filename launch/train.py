@@ -32,6 +32,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from tasks import config_checks, train
+from tasks.results import summary_table
 
 DEFAULT_CACHE = os.environ.get(
     "ACT_JAX_COMPILATION_CACHE",
@@ -110,7 +111,7 @@ def main(argv):
   use_compilation_cache(_CACHE.value)
   try:
     results = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  except train.ConfigError as e:
+  except config_checks.ConfigError as e:
     print(f"error: {e}", file=sys.stderr)
     raise SystemExit(1) from None
   except KeyboardInterrupt as e:
@@ -120,7 +121,7 @@ def main(argv):
       print("interrupted before the run could save a checkpoint; run the same command to "
             "resume from its last saved one, if any")
     raise SystemExit(130) from None
-  print(train.summary_table(results))
+  print(summary_table(results))
   print(f"results: {_WORKDIR.value}/results.json")
 
 

@@ -9,7 +9,7 @@ windows of the valid split (500 bytes each, state reset per window):
   sigmoid's slope, through which every gradient reaches the halting unit;
 * the gradient with respect to the halting unit's bias of the task loss and
   of the ponder penalty tau * P (Eq. 12; the two terms of the training loss,
-  as ``tasks/train.py`` sums them), and the norms of their gradients with
+  as ``tasks/training_step.py`` sums them), and the norms of their gradients with
   respect to its kernel. A positive bias gradient pulls the bias down (more
   steps); the ponder penalty's is never positive.
 
@@ -31,12 +31,13 @@ import numpy as np
 from flax import nnx
 
 import act_jax
-from tasks import evaluation, train
+from tasks import config_checks, evaluation
+from tasks.checkpoints import load_trained_model
 from tasks.registry import get_task
 
 
 def probe(workdir: str, step: int, windows: int) -> dict:
-  model, config, step = train.load_trained_model(workdir, step=step)
+  model, config, step = load_trained_model(workdir, step=step)
   config.eval_batch_size = windows
   batch = next(get_task("text").source(config).held_out(1))
   graphdef, params = nnx.split(model)
@@ -91,7 +92,7 @@ def main() -> None:
     for step in (s for s in saved if s not in probed):
       try:
         print(json.dumps(probe(workdir, step, args.windows)), flush=True)
-      except train.ConfigError:  # still being written (tried again), or already deleted
+      except config_checks.ConfigError:  # still being written (tried again), or already deleted
         continue
       probed.add(step)
       last_new = time.time()
