@@ -18,6 +18,9 @@ Compiled programs are kept in a persistent cache (``--compilation_cache``, by
 default ``$ACT_JAX_COMPILATION_CACHE`` or ``~/.cache/act_jax/jax``; empty: off),
 so that a rerun, a resume or a sweep's next trial does not compile again.
 
+JAX's own options are flags too (``--helpfull`` lists them), e.g.
+``--jax_platforms=cpu``, ``--jax_debug_nans`` or ``--jax_num_cpu_devices=8``.
+
 The fields of a config, and their values with the overrides given, without training:
 
   python -m launch.train --config=tasks/configs/parity.py:quick --show_config
@@ -126,4 +129,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  jax.config.config_with_absl()  # JAX's options as --jax_... flags, applied after parsing
   app.run(main, flags_parser=_parse_flags)

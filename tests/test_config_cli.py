@@ -18,6 +18,19 @@ def _cli(*args):
                         capture_output=True, text=True, timeout=300)
 
 
+def test_jax_flags_are_accepted_on_the_command_line(tmp_path):
+  env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_PLATFORMS")}
+  result = subprocess.run(
+      [sys.executable, "-m", "launch.train", "--config=tasks/configs/parity.py:tiny",
+       f"--workdir={tmp_path}", "--jax_platforms=cpu", "--jax_num_cpu_devices=2",
+       "--config.batch_size=7"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  # Two CPU devices: a batch of 7 cannot be sharded over them (one device would train it).
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines()[-1] == (
+      "error: config.batch_size (7) must be divisible by the number of devices (2): every "
+      "step shards the batch over all of them")
+
+
 def _tiny(**overrides):
   config = parity.get_config("tiny")
   config.update(overrides)
