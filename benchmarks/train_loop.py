@@ -50,7 +50,7 @@ from flax import nnx
 
 import timing  # benchmarks/timing.py, beside this script
 from launch.train import use_compilation_cache
-from tasks import networks, train
+from tasks import networks, train, training_step
 from tasks.configs import parity
 from tasks.configs import text as text_config
 from tasks.registry import get_task
@@ -99,7 +99,7 @@ def training_loss(config, with_metrics: bool = False):
   batch = jax.device_put(jax.device_get(task.source(config).train(0)))
 
   def loss(params, batch):
-    value = train._loss_fn(nnx.merge(graphdef, params), batch, config.tau,  # pylint: disable=protected-access
+    value = training_step.loss_fn(nnx.merge(graphdef, params), batch, config.tau,
                            task.metric)
     return value if with_metrics else value[0]
 

@@ -1,6 +1,6 @@
 r"""Benchmark: K parity networks in one vmapped training step vs one network at a time.
 
-The training step of ``tasks/train.py`` (``train.train_step``: loss, gradients
+The training step of ``tasks/training_step.py`` (``train_step``: loss, gradients
 and the Adam update) at the paper's parity size: tanh RNN 128, batch 128, 64
 bits, M = 100, the first-k layout, taus spread log-uniformly over 1e-4..1e-1
 (networks freshly initialised: N is about 2). Side by side in one process
@@ -30,7 +30,7 @@ import numpy as np
 from absl import app, flags
 
 import timing  # benchmarks/timing.py, beside this script
-from tasks import networks, train
+from tasks import networks, training_step
 from tasks.configs import parity
 from tasks.registry import get_task
 
@@ -58,7 +58,7 @@ def _train_inputs(config, task, mesh) -> tuple:
 
 def _setting(num_networks: int, rounds: int) -> dict:
   config, task, mesh = _config(num_networks), get_task("parity"), networks.data_mesh()
-  step = functools.partial(train.train_step, metric=task.metric, mesh=mesh)
+  step = functools.partial(training_step.train_step, metric=task.metric, mesh=mesh)
   stacked = _train_inputs(config, task, mesh)
   singles = [_train_inputs(networks.network_config(config, i), task, mesh)
              for i in range(num_networks)]

@@ -24,7 +24,8 @@ import os
 import numpy as np
 from absl import app, flags
 
-from tasks import text_analysis, train
+from tasks import config_checks, text_analysis
+from tasks.checkpoints import load_trained_model
 from tasks.data import text
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A text-task training run's workdir.")
@@ -64,8 +65,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   try:
-    model, config, step = train.load_trained_model(_WORKDIR.value, step=_STEP.value)
-  except train.ConfigError as e:
+    model, config, step = load_trained_model(_WORKDIR.value, step=_STEP.value)
+  except config_checks.ConfigError as e:
     raise app.UsageError(str(e)) from e
   if config.task != "text":
     raise app.UsageError(f"{_WORKDIR.value!r} is a {config.task!r} run, not a text run")

@@ -18,6 +18,9 @@ Compiled programs are kept in a persistent cache (``--compilation_cache``, by
 default ``$ACT_JAX_COMPILATION_CACHE`` or ``~/.cache/act_jax/jax``; empty: off),
 so that a rerun, a resume or a sweep's next trial does not compile again.
 
+JAX's own options are flags too (``--helpfull`` lists them), e.g.
+``--jax_platforms=cpu``, ``--jax_debug_nans`` or ``--jax_num_cpu_devices=8``.
+
 The fields of a config, and their values with the overrides given, without training:
 
   python -m launch.train --config=tasks/configs/parity.py:quick --show_config
@@ -32,6 +35,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from tasks import config_checks, train
+from tasks.results import summary_table
 
 DEFAULT_CACHE = os.environ.get(
     "ACT_JAX_COMPILATION_CACHE",
@@ -110,7 +114,7 @@ def main(argv):
   use_compilation_cache(_CACHE.value)
   try:
     results = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  except train.ConfigError as e:
+  except config_checks.ConfigError as e:
     print(f"error: {e}", file=sys.stderr)
     raise SystemExit(1) from None
   except KeyboardInterrupt as e:
@@ -120,9 +124,10 @@ def main(argv):
       print("interrupted before the run could save a checkpoint; run the same command to "
             "resume from its last saved one, if any")
     raise SystemExit(130) from None
-  print(train.summary_table(results))
+  print(summary_table(results))
   print(f"results: {_WORKDIR.value}/results.json")
 
 
 if __name__ == "__main__":
+  jax.config.config_with_absl()  # JAX's options as --jax_... flags, applied after parsing
   app.run(main, flags_parser=_parse_flags)

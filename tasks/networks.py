@@ -82,6 +82,11 @@ def data_mesh() -> Mesh:
   return Mesh(np.asarray(jax.devices()), (DATA_AXIS,))
 
 
+def is_primary() -> bool:
+  """Whether this process writes the run's files (process 0 of a multi-host run)."""
+  return jax.process_index() == 0
+
+
 def place(tree: Any, sharding: NamedSharding) -> Any:
   """Places every leaf of ``tree`` (host or device arrays) as a global array of ``sharding``.
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tasks import evaluation, train
+from tasks import config_checks, evaluation, train
 from tasks.configs import parity, text
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -16,6 +16,19 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _cli(*args):
   return subprocess.run([sys.executable, "-m", "launch.train", *args], cwd=REPO,
                         capture_output=True, text=True, timeout=300)
+
+
+def test_jax_flags_are_accepted_on_the_command_line(tmp_path):
+  env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_PLATFORMS")}
+  result = subprocess.run(
+      [sys.executable, "-m", "launch.train", "--config=tasks/configs/parity.py:tiny",
+       f"--workdir={tmp_path}", "--jax_platforms=cpu", "--jax_num_cpu_devices=2",
+       "--config.batch_size=7"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  # Two CPU devices: a batch of 7 cannot be sharded over them (one device would train it).
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines()[-1] == (
+      "error: config.batch_size (7) must be divisible by the number of devices (2): every "
+      "step shards the batch over all of them")
 
 
 def _tiny(**overrides):
@@ -34,7 +47,7 @@ def _tiny(**overrides):
 def test_non_finite_floats_are_rejected_before_anything_runs(field, value, message, tmp_path):
   config = _tiny(num_networks=2 if field == "taus" else 1)
   config[field] = value
-  with pytest.raises(train.ConfigError, match=message):
+  with pytest.raises(config_checks.ConfigError, match=message):
     train.train_and_evaluate(config, str(tmp_path))
   assert not (tmp_path / "checkpoints").exists()
 
@@ -95,8 +108,8 @@ def test_text_check_sha1_is_a_task_option_settable_from_the_cli():
 def test_text_data_path_that_is_a_directory_says_so(tmp_path):
   config = text.get_config("tiny")
   config.task_options.path = str(tmp_path)
-  with pytest.raises(train.ConfigError, match="is a directory"):
-    train.validate(config)
+  with pytest.raises(config_checks.ConfigError, match="is a directory"):
+    config_checks.validate(config)
 
 
 def _corrupt(step_dir):
@@ -127,7 +140,7 @@ def test_corrupt_latest_checkpoint_names_it_and_resumes_from_restore_step(tmp_pa
 
 def test_restore_step_that_was_not_saved_is_a_clear_error(tmp_path):
   train.train_and_evaluate(_tiny(), str(tmp_path))
-  with pytest.raises(train.ConfigError, match=r"restore_step=15 .* steps \[10, 20\]"):
+  with pytest.raises(config_checks.ConfigError, match=r"restore_step=15 .* steps \[10, 20\]"):
     train.train_and_evaluate(_tiny(num_steps=30, restore_step=15), str(tmp_path))
 
 

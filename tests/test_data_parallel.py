@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from tasks import train
+from tasks import config_checks, train
+from tasks.checkpoints import load_trained_model
 from tasks.configs import parity
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -21,7 +22,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _SHARDED_RUN = r"""
 import json, sys
 import jax
-from tasks import evaluation, networks, train
+from tasks import config_checks, evaluation, networks, train
 from tasks.registry import get_task
 from tests import test_data_parallel
 
@@ -40,8 +41,8 @@ def recording_evaluate(graphdef, model_state, config, source):
 evaluation.evaluate_networks = recording_evaluate
 train.train_and_evaluate(test_data_parallel.config(), sys.argv[1])
 try:
-  train.validate(test_data_parallel.config(batch_size=6))
-except train.ConfigError as e:
+  config_checks.validate(test_data_parallel.config(batch_size=6))
+except config_checks.ConfigError as e:
   seen["error"] = str(e)
 print(json.dumps({"device_count": jax.device_count(), **seen}))
 """
@@ -58,7 +59,7 @@ def _run_files(workdir):
   """The train rows of ``metrics.jsonl``, and each network's final parameters (restored
   on this process's one device, whatever the devices of the run)."""
   rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
-  params = [nnx.to_pure_dict(nnx.state(train.load_trained_model(str(workdir), i)[0]))
+  params = [nnx.to_pure_dict(nnx.state(load_trained_model(str(workdir), i)[0]))
             for i in range(2)]
   return [r for r in rows if r["split"] == "train"], params
 
@@ -102,6 +103,6 @@ def test_distributed_initializes_jax_distributed_before_anything_else(monkeypatc
   with pytest.raises(Initialized):  # before the config is even validated
     train.train_and_evaluate(config(distributed=True, num_networks=0), str(tmp_path))
   assert calls == ["initialize"]
-  with pytest.raises(train.ConfigError, match="num_networks"):
+  with pytest.raises(config_checks.ConfigError, match="num_networks"):
     train.train_and_evaluate(config(num_networks=0), str(tmp_path))
   assert calls == ["initialize"] and not os.listdir(tmp_path)

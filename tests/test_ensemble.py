@@ -9,7 +9,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from tasks import evaluation, networks, train
+from tasks import config_checks, evaluation, metric_writer, networks, train
+from tasks.checkpoints import load_trained_model
+from tasks.results import summary_table
 from tasks.configs import parity
 from tasks.configs import text as text_config
 from tasks.registry import get_task
@@ -63,13 +65,13 @@ def test_each_network_is_the_single_network_run_of_its_seed_and_tau(ensemble, tm
 
 def test_load_trained_model_gives_a_network_and_its_single_network_config(ensemble):
   workdir, results = ensemble
-  model, single, step = train.load_trained_model(str(workdir), network=1)
+  model, single, step = load_trained_model(str(workdir), network=1)
   assert step == 20 and (single.seed, single.tau, single.num_networks) == (1, TAUS[1], 1)
   again = evaluation.evaluate(model, single)
   _assert_close({k: again[k] for k in (*SCALARS, "by_difficulty")},
                 {k: results["networks"][1][k] for k in (*SCALARS, "by_difficulty")})
-  with pytest.raises(train.ConfigError, match="networks 0..1, not 2"):
-    train.load_trained_model(str(workdir), network=2)
+  with pytest.raises(config_checks.ConfigError, match="networks 0..1, not 2"):
+    load_trained_model(str(workdir), network=2)
 
 
 def test_results_metrics_and_summary_hold_the_mean_and_each_network(ensemble):
@@ -86,7 +88,7 @@ def test_results_metrics_and_summary_hold_the_mean_and_each_network(ensemble):
   for row in rows:
     for key in ("loss", "sequence_error") if row["split"] == "train" else SCALARS:
       np.testing.assert_allclose(row[key], (row[f"{key}/0"] + row[f"{key}/1"]) / 2, rtol=1e-6)
-  lines = train.summary_table(results).splitlines()
+  lines = summary_table(results).splitlines()
   assert "2 networks" in lines[0]
   assert lines[1].startswith("  network 0 (seed 0, tau=0.01): sequence error")
   assert lines[2].startswith("  network 1 (seed 1, tau=0.001): sequence error")
@@ -94,14 +96,14 @@ def test_results_metrics_and_summary_hold_the_mean_and_each_network(ensemble):
 
 def test_interrupted_ensemble_resumes_to_the_uninterrupted_parameters(
     ensemble, tmp_path, monkeypatch):
-  write = train._MetricWriter.write
+  write = metric_writer.MetricWriter.write
 
   def interrupt_after_eval(self, step, split, metrics):
     write(self, step, split, metrics)
     if split == "eval":
       os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C at step 10: stop there and save
 
-  monkeypatch.setattr(train._MetricWriter, "write", interrupt_after_eval)
+  monkeypatch.setattr(metric_writer.MetricWriter, "write", interrupt_after_eval)
   with pytest.raises(KeyboardInterrupt):
     train.train_and_evaluate(_ensemble_config(), str(tmp_path))
   assert _latest_params(tmp_path)[0] == 10
@@ -110,7 +112,7 @@ def test_interrupted_ensemble_resumes_to_the_uninterrupted_parameters(
   step, params = _latest_params(tmp_path)
   assert step == resumed["step"] == 20
   _assert_close(params, _latest_params(ensemble[0])[1])
-  with pytest.raises(train.ConfigError, match=r"another config.*taus: \[0.01, 0.001\] -> \[\]"):
+  with pytest.raises(config_checks.ConfigError, match=r"another config.*taus: \[0.01, 0.001\] -> \[\]"):
     train.train_and_evaluate(_tiny(num_networks=2), str(tmp_path))
 
 
@@ -122,7 +124,7 @@ def test_interrupted_ensemble_resumes_to_the_uninterrupted_parameters(
 ])
 def test_bad_num_networks_or_taus_is_a_clear_error(overrides, message, tmp_path):
   config = _tiny(**overrides)
-  with pytest.raises(train.ConfigError, match=message):
+  with pytest.raises(config_checks.ConfigError, match=message):
     train.train_and_evaluate(config, str(tmp_path))
   assert not (tmp_path / "checkpoints").exists()  # nothing ran
 

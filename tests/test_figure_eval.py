@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from launch import sweep_results
-from tasks import evaluation, train
+from tasks import config_checks, evaluation, train
+from tasks.results import summary_table
 from tasks.configs import parity, text
 from tasks.data import addition as addition_data
 from tasks.data import batch_stream_key
@@ -26,7 +27,7 @@ def test_figure_examples_give_the_same_count_at_every_level(tmp_path):
     assert figure["difficulty"] == "non-zero bits" and figure["examples_per_level"] == 5
     assert {int(k): row["count"] for k, row in figure["by_difficulty"].items()} == {
         k: 10 if figure is saved["figure"] else 5 for k in range(1, 9)}
-  table = train.summary_table(results)
+  table = summary_table(results)
   assert "the paper's difficulty figure, 5 examples per level" in table
   rows, difficulty_rows = sweep_results.network_rows("trial", saved, {})
   assert len(rows) == 2 and len(difficulty_rows) == 16
@@ -51,14 +52,14 @@ def test_summary_says_how_many_sequences_had_no_target():
              "metric": "sequence_error", "sequence_error": 0.5, "mean_steps": 2.0,
              "mean_ponder": 2.5, "unscored_sequences": 7, "difficulty": "digits",
              "by_difficulty": {}, "networks": [{}]}
-  assert "(7 sequences without a target are not counted)" in train.summary_table(results)
+  assert "(7 sequences without a target are not counted)" in summary_table(results)
 
 
 def test_figure_examples_are_refused_for_text():
   config = text.get_config("tiny")
   config.figure_examples = 5
-  with pytest.raises(train.ConfigError, match="figure_examples must be 0 for task 'text'"):
-    train.validate(config)
+  with pytest.raises(config_checks.ConfigError, match="figure_examples must be 0 for task 'text'"):
+    config_checks.validate(config)
 
 
 def test_halting_summary_on_hand_made_sequences():

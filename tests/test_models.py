@@ -8,7 +8,7 @@ import pytest
 from flax import nnx
 
 from act_jax.ponder_loop import DEFAULT_CHUNK_STEPS
-from tasks import models, networks, train
+from tasks import models, networks, training_step
 from tasks.configs import addition
 from tasks.registry import get_task
 
@@ -69,7 +69,7 @@ def test_memory_settings_reach_the_model_and_keep_its_gradient(field, value):
   def gradient(config):
     model = networks.build_model(config, task)
     graphdef, params = nnx.split(model)
-    loss = lambda p: train._loss_fn(nnx.merge(graphdef, p), batch, config.tau,  # pylint: disable=protected-access
+    loss = lambda p: training_step.loss_fn(nnx.merge(graphdef, p), batch, config.tau,
                                     task.metric)[0]
     return model, jax.grad(loss)(params)
 

@@ -16,6 +16,7 @@ import numpy as np
 from flax import nnx
 
 from tasks import train
+from tasks.checkpoints import load_trained_model
 from tasks.configs import parity
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -70,7 +71,7 @@ def _run_two_processes(workdir, num_steps: int) -> list[str]:
 
 def _rows_and_params(workdir):
   rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
-  params = nnx.to_pure_dict(nnx.state(train.load_trained_model(str(workdir))[0]))
+  params = nnx.to_pure_dict(nnx.state(load_trained_model(str(workdir))[0]))
   return rows, params
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from tasks import text_analysis, train
+from tasks.checkpoints import load_trained_model
 from tasks.configs import text as text_config
 from tasks.data import text
 
@@ -27,7 +28,7 @@ def _run(tmp_path_factory):
   config.eval_batches = 100  # the whole held-out split
   workdir = tmp_path_factory.mktemp("run")
   results = train.train_and_evaluate(config, str(workdir))
-  model, config, _ = train.load_trained_model(str(workdir))
+  model, config, _ = load_trained_model(str(workdir))
   return workdir, model, config, results
 
 

@@ -6,7 +6,9 @@ import jax
 import numpy as np
 import pytest
 
-from tasks import evaluation, networks, train
+from tasks import config_checks, evaluation, networks, train
+from tasks.checkpoints import load_trained_model
+from tasks.results import summary_table
 from tasks.configs import text as text_config
 from tasks.data import text
 from tasks.registry import get_task
@@ -47,7 +49,7 @@ def test_text_trains_and_reports_bits_per_character(byte_file, tmp_path):
   rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   assert all(np.isfinite(r["bits_per_character"]) for r in rows if r["split"] == "train")
   assert (tmp_path / "plots.png").read_bytes()[:4] == b"\x89PNG"
-  assert "held-out" in train.summary_table(saved) and "space" in train.summary_table(saved)
+  assert "held-out" in summary_table(saved) and "space" in summary_table(saved)
 
 
 def test_held_out_bits_per_character_match_a_direct_computation(byte_file):
@@ -76,7 +78,7 @@ def test_held_out_bits_per_character_match_a_direct_computation(byte_file):
 def test_bad_text_options_are_clear_errors(byte_file, options, message, tmp_path):
   config = _tiny(byte_file)
   config.task_options.update(options)
-  with pytest.raises(train.ConfigError, match=message):
+  with pytest.raises(config_checks.ConfigError, match=message):
     train.train_and_evaluate(config, str(tmp_path))
   assert not (tmp_path / "checkpoints").exists()
 
@@ -84,15 +86,15 @@ def test_bad_text_options_are_clear_errors(byte_file, options, message, tmp_path
 def test_load_trained_model_restores_the_last_or_a_given_checkpoint(byte_file, tmp_path):
   config = _tiny(byte_file)
   results = train.train_and_evaluate(config, str(tmp_path))
-  model, loaded_config, step = train.load_trained_model(str(tmp_path))
+  model, loaded_config, step = load_trained_model(str(tmp_path))
   assert step == config.num_steps and loaded_config.task_options.path == byte_file
   again = evaluation.evaluate(model, loaded_config)
   np.testing.assert_allclose(again["bits_per_character"], results["bits_per_character"],
                              rtol=1e-6)
-  with pytest.raises(train.ConfigError, match="no training run"):
-    train.load_trained_model(str(tmp_path / "empty"))
-  earlier, _, earlier_step = train.load_trained_model(str(tmp_path), step=10)  # the last two are kept
+  with pytest.raises(config_checks.ConfigError, match="no training run"):
+    load_trained_model(str(tmp_path / "empty"))
+  earlier, _, earlier_step = load_trained_model(str(tmp_path), step=10)  # the last two are kept
   assert earlier_step == 10
   assert not np.array_equal(earlier.act.halting.kernel[...], model.act.halting.kernel[...])
-  with pytest.raises(train.ConfigError, match=r"step=7 is not a checkpoint .* steps \[10, 20\]"):
-    train.load_trained_model(str(tmp_path), step=7)
+  with pytest.raises(config_checks.ConfigError, match=r"step=7 is not a checkpoint .* steps \[10, 20\]"):
+    load_trained_model(str(tmp_path), step=7)

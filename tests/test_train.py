@@ -13,7 +13,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from tasks import train
+from tasks import config_checks, stopping, train
 from tasks.configs import addition, logic, parity, sort
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -127,7 +127,7 @@ def test_sigint_stops_after_a_checkpoint_that_the_rerun_resumes_from(tmp_path):
 
 
 def test_sigterm_is_a_stop_request():
-  with train._StopRequests() as stop:  # pylint: disable=protected-access
+  with stopping.StopRequests() as stop:
     assert stop.requested is None
     os.kill(os.getpid(), signal.SIGTERM)
     assert stop.requested == "SIGTERM"
@@ -156,7 +156,7 @@ def test_bad_config_is_a_clear_error(field, value, message, tmp_path):
   if isinstance(value, tuple):  # (value, weight_init)
     value, config.weight_init = value
   config[field] = value
-  with pytest.raises(train.ConfigError, match=message):
+  with pytest.raises(config_checks.ConfigError, match=message):
     train.train_and_evaluate(config, str(tmp_path))
   assert not (tmp_path / "checkpoints").exists()  # nothing ran
 
@@ -164,17 +164,17 @@ def test_bad_config_is_a_clear_error(field, value, message, tmp_path):
 def test_bad_task_option_and_workdir(tmp_path):
   config = _tiny()
   config.task_options.layout = "diagonal"
-  with pytest.raises(train.ConfigError, match="layout.*'diagonal'"):
+  with pytest.raises(config_checks.ConfigError, match="layout.*'diagonal'"):
     train.train_and_evaluate(config, str(tmp_path))
   blocker = tmp_path / "file"
   blocker.write_text("not a directory")
-  with pytest.raises(train.ConfigError, match="not writable"):
+  with pytest.raises(config_checks.ConfigError, match="not writable"):
     train.train_and_evaluate(_tiny(), str(blocker / "run"))
 
 
 def test_other_config_or_corrupt_checkpoint_is_an_error_not_a_fresh_start(tmp_path):
   train.train_and_evaluate(_tiny(), str(tmp_path))
-  with pytest.raises(train.ConfigError, match="another config.*hidden_size: 16 -> 32"):
+  with pytest.raises(config_checks.ConfigError, match="another config.*hidden_size: 16 -> 32"):
     train.train_and_evaluate(_tiny(hidden_size=32), str(tmp_path))
   longer = _tiny(num_steps=30)  # extending a run is allowed
   assert train.train_and_evaluate(longer, str(tmp_path))["step"] == 30
@@ -182,7 +182,7 @@ def test_other_config_or_corrupt_checkpoint_is_an_error_not_a_fresh_start(tmp_pa
     for name in files:
       with open(os.path.join(root, name), "wb") as f:
         f.write(b"garbage")
-  with pytest.raises(train.ConfigError, match="cannot read the checkpoint .*checkpoints/30 "):
+  with pytest.raises(config_checks.ConfigError, match="cannot read the checkpoint .*checkpoints/30 "):
     train.train_and_evaluate(_tiny(num_steps=40), str(tmp_path))
 
 
@@ -190,7 +190,7 @@ def test_a_run_saved_before_the_later_fields_resumes(tmp_path):
   train.train_and_evaluate(_tiny(), str(tmp_path))
   path = tmp_path / "config.json"
   saved = json.loads(path.read_text())
-  for name in train._ADDED_FIELDS:  # pylint: disable=protected-access
+  for name in config_checks.ADDED_FIELDS:
     del saved[name]
   path.write_text(json.dumps(saved))
   assert train.train_and_evaluate(_tiny(num_steps=30), str(tmp_path))["step"] == 30
@@ -271,5 +271,5 @@ def test_resume_at_a_saved_step_is_exact_and_writes_each_row_once(tmp_path):
 
 
 def test_steps_per_call_must_be_positive(tmp_path):
-  with pytest.raises(train.ConfigError, match="steps_per_call.*got 0"):
+  with pytest.raises(config_checks.ConfigError, match="steps_per_call.*got 0"):
     train.train_and_evaluate(_tiny(steps_per_call=0), str(tmp_path))

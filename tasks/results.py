@@ -1,0 +1,108 @@
+"""A training run's results: ``results.json`` and the summary table the CLI prints.
+
+``results.json`` holds the final held-out evaluation pooled over the networks
+(for an ensemble, their means) and per network under ``networks``, and, if
+configured, that of the paper's difficulty figure's examples under ``figure``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import ml_collections
+import numpy as np
+from jax.sharding import Mesh
+
+from tasks import evaluation, networks
+from tasks.metric_writer import strict_json
+from tasks.registry import BITS_PER_CHARACTER, Task
+
+# The headline metrics' names in progress lines and tables.
+SHORT_NAMES = {"sequence_error": "error", BITS_PER_CHARACTER: "bpc"}
+
+
+def figure_evaluation(config: ml_collections.ConfigDict, graphdefs: networks.GraphDefs,
+                      state: networks.TrainState, mesh: Mesh) -> evaluation.Evaluation | None:
+  """The networks' evaluation on the paper's difficulty-figure examples, if configured."""
+  if not config.figure_examples:
+    return None
+  return evaluation.evaluate_figure(graphdefs.model, state.model, config, mesh)
+
+
+def run_results(config: ml_collections.ConfigDict, task: Task, step: int, taus: Sequence[float],
+                result: evaluation.Evaluation, figure: evaluation.Evaluation | None,
+                solved_steps: Sequence[int | None]) -> dict[str, Any]:
+  """``results.json``: the held-out stream's evaluation, pooled and per network, and
+  under ``figure`` that of the difficulty figure's examples. With ``config.solved_at``
+  set, ``solved_step`` is each network's (``tasks/solved.py``; None: not solved), the
+  last of them at the top level (None unless every network was solved)."""
+  with_figure = lambda summary, i: (
+      {**summary, "figure": (figure.pooled if i is None else figure.networks[i])}
+      if figure else summary)
+  solved = lambda step: {"solved_step": step} if config.solved_at > 0 else {}
+  return {"task": config.task, "step": step, "tau": float(np.mean(taus)),
+          "act": config.mode == "act", "mode": config.mode, "metric": task.metric,
+          "difficulty": task.difficulty,
+          **solved(None if None in solved_steps else max(solved_steps)),
+          **with_figure(result.pooled, None),
+          "networks": [with_figure({"seed": config.seed + i, "tau": tau, **solved(solved_steps[i]),
+                                    **network}, i)
+                       for i, (tau, network) in enumerate(zip(taus, result.networks))]}
+
+
+def _metric_line(metrics: Mapping[str, Any], metric: str) -> str:
+  """The headline metric, mean N and mean rho of one result."""
+  if metric == BITS_PER_CHARACTER:
+    head = (f"held-out {metrics['bits_per_character']:.3f} bpc (train "
+            f"{metrics['train_bits_per_character']:.3f}), ")
+  else:
+    head = f"sequence error {metrics['sequence_error']:.4f}, "
+  return head + f"mean N {metrics['mean_steps']:.2f}, mean rho {metrics['mean_ponder']:.2f}"
+
+
+def summary_table(results: Mapping[str, Any]) -> str:
+  """A readable multi-line summary of ``results.json``; one line per network of an ensemble.
+
+  The table by difficulty is that of the difficulty figure's examples if the
+  run has them (``figure``), else that of the held-out stream.
+  """
+  metric = results.get("metric", "sequence_error")
+  members = results.get("networks", [])
+  ensemble = len(members) > 1
+  setting = f"{len(members)} networks, mean" if ensemble else f"tau={results['tau']:g}"
+  lines = [f"{results['task']} ({results['mode']}, {setting}) after {results['step']} steps, "
+           "held-out stream: " + _metric_line(results, metric)]
+  if "solved_step" in results:
+    solved_step = results["solved_step"]
+    lines.append(f"  solved at step {solved_step}" if solved_step is not None else
+                 f"  not solved in {results['step']} steps")
+  if results.get("unscored_sequences"):
+    lines.append(f"  ({results['unscored_sequences']} sequences without a target are not "
+                 "counted)")
+  if ensemble:
+    lines += [f"  network {i} (seed {n['seed']}, tau={n['tau']:g}): {_metric_line(n, metric)}"
+              for i, n in enumerate(members)]
+  table, difficulty = results, results["difficulty"]
+  if "figure" in results:
+    table, difficulty = results["figure"], results["figure"]["difficulty"]
+    lines.append(f"the paper's difficulty figure, {table['examples_per_level']} examples per "
+                 f"level: {_metric_line(table, metric)}")
+  width = max(24, len(difficulty))
+  lines.append(f"  {difficulty:>{width}s} {'count':>8s} {SHORT_NAMES[metric]:>7s} "
+               f"{'N':>6s} {'rho':>6s}")
+  rows = table["by_difficulty"].items()
+  if metric != BITS_PER_CHARACTER:
+    rows = sorted(rows, key=lambda kv: int(kv[0]))
+  for d, row in rows:
+    lines.append(f"  {d!s:>{width}s} {row['count']:>8d} {row[metric]:>7.3f} "
+                 f"{row['mean_steps']:>6.2f} {row['mean_ponder']:>6.2f}")
+  return "\n".join(lines)
+
+
+def write_results(workdir: str, results: Mapping[str, Any]) -> None:
+  """Writes ``workdir/results.json`` (strict JSON: a NaN is ``null``)."""
+  with open(os.path.join(workdir, "results.json"), "w") as f:
+    json.dump(strict_json(results), f, indent=2, allow_nan=False)
