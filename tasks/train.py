@@ -1,6 +1,6 @@
 """One training loop for every task: ``train_and_evaluate(config, workdir)``.
 
-Adam on the task loss plus ``tau * P`` (spec section 9 item 4: the task loss
+Adam on the task loss plus ``tau * P`` (docs/equations.md section 12 item 4: the task loss
 summed over a sequence's target steps and slots, the ponder cost summed over
 its input steps, both averaged over the batch), many steps per compiled call
 (:func:`train_steps`: batches generated and metrics summed inside the call, the
