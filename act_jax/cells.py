@@ -25,7 +25,7 @@ HaltingApply = Callable[[Any, jax.Array], jax.Array]
 def full_state(carry: Any) -> jax.Array:
   """The whole cell state as one feature vector: the carry's leaves concatenated.
 
-  This is what the halting unit reads by default (spec section 9 item 1): the
+  This is what the halting unit reads by default (docs/equations.md section 12 item 1): the
   hidden vector of a tanh or GRU cell, ``[c; h]`` for an LSTM.
   """
   return jnp.concatenate(jax.tree.leaves(carry), axis=-1)

@@ -1,7 +1,7 @@
 """ACT over depth: one block applied up to ``M`` times, halting per position.
 
 Graves (2016) ponders a recurrent cell on each input step. Universal
-Transformers (Dehghani et al. 2019, section 2.2; spec section 6.3) apply the
+Transformers (Dehghani et al. 2019, section 2.2; docs/equations.md section 13) apply the
 same mechanism over *depth*: one shared block ``f`` (a Transformer layer, an
 MLP, a convolution) refines a state, ``s^n = f(s^{n-1} + e^n)`` for
 ``n = 1, 2, ...``, and every position (token, pixel: any set of leading axes)
@@ -14,7 +14,7 @@ the batch takes.
 Choices, where the two papers leave room:
 
 * The halting unit reads the state after the update,
-  ``h^n = sigmoid(W_h s^n + b_h)`` (Graves Eq. 5; spec section 9 item 1). The
+  ``h^n = sigmoid(W_h s^n + b_h)`` (Graves Eq. 5; docs/equations.md section 12 item 1). The
   tensor2tensor UT reads the state before it.
 * The block sees every position at every step. A halted position's state is
   frozen at ``s^{N}`` and stays visible to the positions still running (UT:

@@ -34,7 +34,7 @@ def ponder_penalty(
 
   The sum runs over all axes after the first (the input steps of a sequence,
   or positions and steps for depth-wise ACT) and the mean over the first, the
-  normalisation of spec section 9 item 4 under which ``tau`` means what the
+  normalisation of docs/equations.md section 12 item 4, under which ``tau`` means what the
   paper's grid means. Add the result to a task loss that is likewise summed
   over a sequence and averaged over the batch.
 

@@ -21,7 +21,7 @@ the batch independently) the ``"while"`` backend compacts the batch as examples
 halt (:mod:`act_jax.backends.compact`), paying for about ``sum_i N_i`` step
 evaluations instead of ``B * max_i N_i``.
 
-Both give the same values and the gradients of spec section 1.7: ``N(t)`` is a
+Both give the same values and the gradients of docs/equations.md section 8: ``N(t)`` is a
 constant, ``R(t) = 1 - sum_{n<N} h^n`` carries gradient into both the ponder
 cost and the last weight ``p^N``, and ``h^N`` gets none (Eqs. 14-20).
 

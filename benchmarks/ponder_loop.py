@@ -25,7 +25,7 @@ Two more parity-cell settings (batch 128, M = 100):
     unrolled for the batch's mean N (rounded up); also against its floor,
     compaction written by hand in plain JAX for the known N (the cell at the
     full batch, then the stragglers gathered into the last level's batch and
-    scanned, plain autodiff), and, as stop 18 and earlier measured it, with the
+    scanned, plain autodiff), and, as earlier versions of this benchmark measured it, with the
     schedule read from the step index (the input projection then computed at
     every step).
 
@@ -127,8 +127,8 @@ def _scheduled_step_fn(cell):
 
 
 def _index_scheduled_step_fn(cell):
-  """The same schedule read from the step index, as stop 18 and earlier measured
-  it: the step reads its index as a value, so the loop cannot compute the input
+  """The same schedule read from the step index, as earlier versions of this
+  benchmark measured it: the step reads its index as a value, so the loop cannot compute the input
   projection once (``first_step_flag_only`` is not declared)."""
   def step_fn(params, state, inputs, n):
     x, halt_at = inputs

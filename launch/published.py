@@ -1,4 +1,4 @@
-"""A sweep's learning curves beside a published log's (issue 13: ours next to theirs).
+"""A sweep's learning curves beside a published log's: ours next to theirs.
 
 A published reference is a CSV (``docs/published/``) with columns ``model``,
 ``step`` and ``sequence_error`` (a fraction), the model named as

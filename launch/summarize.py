@@ -45,7 +45,7 @@ _DIFFICULTY_TAUS = flags.DEFINE_list(
 _PONDER_METRIC = flags.DEFINE_enum(
     "ponder_metric", "mean_steps", ["mean_steps", "mean_ponder"],
     "What the ponder plots show: mean_steps (N, the steps taken; the paper's 'ponder', "
-    "minimum 1, spec section 2) or mean_ponder (rho = N + R, the ponder cost).")
+    "minimum 1, docs/equations.md section 11) or mean_ponder (rho = N + R, the ponder cost).")
 _PUBLISHED = flags.DEFINE_string(
     "published", None, "A published log to compare with (docs/published/*.csv: model, step, "
     "sequence_error).")

@@ -2,9 +2,9 @@
 
 * ``mode="act"``: ACT around the cell (:class:`act_jax.nnx.AdaptiveComputationTime`).
 * ``mode="none"``: one update per input, the paper's baseline; the cell reads
-  the same input width, the first-step flag always 1 (spec section 9 item 3).
+  the same input width, the first-step flag always 1 (docs/equations.md section 12 item 3).
 * ``mode="repeat"``: a fixed number of updates per input, flag on the first:
-  the "Repeat-RNN" baseline of Fojo et al. 2018 (spec section 6.1).
+  the "Repeat-RNN" baseline of Fojo et al. 2018 (docs/results.md section 1).
 
 All three return per-step logits and :class:`act_jax.PonderStats`, so the
 training loop treats them alike.

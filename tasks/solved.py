@@ -1,7 +1,7 @@
 """When a run counts as solved: its held-out metric, smoothed over consecutive evaluations.
 
 Fojo et al. (2018) count parity as solved once the held-out accuracy, smoothed,
-reaches 98 % (spec section 6.1). Here a network is solved at the first
+reaches 98 % (Fojo et al. 2018). Here a network is solved at the first
 evaluation step where the mean of its metric (sequence error, or bits per
 character) over the last ``config.solved_evals`` evaluations, that one
 included, is at most ``config.solved_at``; that step is its ``solved_step``.

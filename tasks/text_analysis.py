@@ -1,6 +1,6 @@
 """Where a language model ponders: per-character signals, tables, plots, HTML.
 
-Graves (2016) section 3.5 (spec section 4) finds that an ACT language model
+Graves (2016) section 3.5 (Figs. 23-24) finds that an ACT language model
 ponders longer at spaces and at boundary characters (commas, full stops, the
 ``<`` of XML tags) and not on unpredictable spans such as ID numbers, so that
 ponder marks segment boundaries better than loss or entropy do. This module

@@ -1,10 +1,10 @@
-"""An independent, plainly written ACT reference (spec section 1.9).
+"""An independent, plainly written ACT reference (docs/equations.md section 10).
 
 One example at a time, a Python loop over ponder steps with Python ``if``s.
 Nothing here is shared with ``act_jax``: the halting rule, the weights, the
 mean field and the ponder cost are written out again from the paper.
 
-Gradients: the paper treats ``N(t)`` as a constant (spec 1.7). So
+Gradients: the paper treats ``N(t)`` as a constant (docs/equations.md section 8). So
 :func:`halting_steps` first finds each example's ``N`` with concrete values,
 and :func:`example_forward` then unrolls exactly ``N`` steps with that ``N``
 fixed, which ``jax.grad`` differentiates like any Python function.

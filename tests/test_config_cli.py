@@ -1,4 +1,4 @@
-"""Config checks and the training CLI's handling of bad input (issue 12 items 2 and 3)."""
+"""Config checks and the training CLI's handling of bad input."""
 
 import json
 import os

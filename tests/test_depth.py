@@ -3,7 +3,7 @@
 The reference for a block that mixes positions (a tiny attention layer) runs
 one sequence at a time: a Python loop over depth that applies the block to the
 whole sequence, frozen halted positions included, and a Python loop over
-positions with the halting rule written out by hand (spec section 1.9). As in
+positions with the halting rule written out by hand (docs/equations.md section 10). As in
 ``reference.py``, it first finds every position's ``N`` from concrete values,
 then unrolls with those ``N`` fixed, which ``jax.grad`` differentiates.
 """
@@ -296,7 +296,7 @@ def test_timing_signal_is_the_sinusoid():
 
 def test_starts_at_two_steps_with_the_paper_init():
   # b_h = +1 and W_h = 0: h = sigmoid(1) = 0.731 per step, so N = 2 and
-  # R = 1 - 0.731 everywhere (spec section 1.8).
+  # R = 1 - 0.731 everywhere (docs/equations.md section 9).
   model = depth.DepthACT(NnxMixer(F, nnx.Rngs(0)), F, max_steps=M, rngs=nnx.Rngs(0))
   np.testing.assert_array_equal(model.halting.bias[...], [1.0])
   model.halting.kernel[...] = jnp.zeros_like(model.halting.kernel[...])

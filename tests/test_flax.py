@@ -35,7 +35,7 @@ def test_nnx_cells_train_and_start_at_two_steps(cell_cls):
     return nnx.value_and_grad(lambda m: _loss(m.ponder_sequence(X)))(model)
 
   result = model.ponder_sequence(X)
-  # h = sigmoid(1) = 0.731 per step: N = 2, R = 1 - 0.731 (spec 1.8).
+  # h = sigmoid(1) = 0.731 per step: N = 2, R = 1 - 0.731 (docs/equations.md section 9).
   np.testing.assert_array_equal(result.stats.steps, 2)
   np.testing.assert_allclose(result.stats.remainder, 1 - jax.nn.sigmoid(1.0), rtol=1e-6)
   assert result.outputs.shape == (B, T, OUT)

@@ -1,4 +1,4 @@
-"""The ponder loop's number policy (issue 12 item 1), on both backends.
+"""The ponder loop's number policy, on both backends.
 
 * Halting arithmetic runs in float32, or in the model's wider float type:
   float64 under x64 gives the float64 reference's N at the boundary cases
@@ -50,7 +50,7 @@ def _reference_steps_float64(h: float, max_steps: int, epsilon: float) -> int:
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("h,expected", [(0.495, 2), (0.2475, 4)])
 def test_float64_halts_where_the_float64_reference_does(backend, h, expected):
-  assert _reference_steps_float64(h, 10, 0.01) == expected  # the spec's N in float64
+  assert _reference_steps_float64(h, 10, 0.01) == expected  # the paper's N in float64
   with jax.enable_x64(True):
     params = {"w": jnp.float64(0.5), "b_h": jnp.float64(_logit(h))}
     state, x = jnp.zeros((3, 2), jnp.float64), jnp.ones((3, 2), jnp.float64)

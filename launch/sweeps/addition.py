@@ -1,4 +1,4 @@
-"""Addition, the paper's grid (spec sections 2 and 3.3): 37 taus x 20 networks, and no ACT.
+"""Addition, the paper's grid (Graves 2016, section 3.3): 37 taus x 20 networks, and no ACT.
 
 One trial per tau trains its 20 networks together (vmapped, seeds seed..seed+19).
 """

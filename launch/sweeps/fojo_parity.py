@@ -1,11 +1,11 @@
-"""Fojo, Campos & Giro-i-Nieto (2018) Table 1, side by side (spec section 6.1).
+"""Fojo, Campos & Giro-i-Nieto (2018) Table 1, side by side (docs/results.md section 1).
 
 Parity in the first-k layout (``parity.py:first_k``: 64 bits, tanh RNN 128,
 batch 128, M = 100, Adam 1e-3), up to 400k steps: ACT at the four taus of
 their table, Repeat-RNN at their four repeat counts, and no ACT, each with
 three seeds (one network per trial, so that no trial waits for another seed's
 slowest ponder). Held-out error every 2,000 steps on 2,000 examples. Their
-"solved" is accuracy >= 98 % after smoothing (issue 13 item 1); here a trial
+"solved" is accuracy >= 98 % after smoothing; here a trial
 is solved, and stops, at the first evaluation where the mean error of the last
 three evaluations (6,000 examples over 4,000 steps) is at most 2 %
 (``tasks/solved.py``); ``results.json`` records that step as ``solved_step``.

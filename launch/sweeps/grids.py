@@ -1,4 +1,4 @@
-"""The paper's time-penalty grids (spec section 2), and trial lists shared by sweeps."""
+"""The paper's tau grids (docs/equations.md section 11), and trial lists shared by sweeps."""
 
 from collections.abc import Iterable, Sequence
 from typing import Any

@@ -1,4 +1,4 @@
-"""Parity, the paper's grid (spec sections 2 and 3.1): 37 taus x 20 networks, and no ACT.
+"""Parity, the paper's grid (Graves 2016, section 3.1): 37 taus x 20 networks, and no ACT.
 
 One trial per tau trains its 20 networks together (vmapped, seeds seed..seed+19).
 """

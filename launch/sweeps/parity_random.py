@@ -1,4 +1,4 @@
-"""Parity as the paper sets it, trained long: random positions, Adam 1e-4 (issue 13 item 2).
+"""Parity as the paper sets it, trained long (docs/results.md section 2).
 
 64 bits at random positions, tanh RNN 128, batch 128, M = 100, Adam 1e-4
 (``parity.py:paper``), tau = 1e-3 and 1e-2, 2M steps each, one network per

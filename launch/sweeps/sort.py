@@ -1,4 +1,4 @@
-"""Sort, the paper's grid (spec sections 2 and 3.4): 37 taus x 20 networks, and no ACT.
+"""Sort, the paper's grid (Graves 2016, section 3.4): 37 taus x 20 networks, and no ACT.
 
 One trial per tau trains its 20 networks together (vmapped, seeds seed..seed+19).
 """

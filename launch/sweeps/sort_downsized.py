@@ -1,6 +1,6 @@
-"""Sort where ACT is expected to win: aakhundov's downsized runs side by side (issue 13 item 3).
+"""Sort where ACT should win: aakhundov's downsized runs beside ours (docs/results.md section 6).
 
-Their published single-seed logs (spec section 6.4; sort: 2..10 numbers, LSTM
+Their published single-seed logs (docs/published/README.md; sort: 2..10 numbers, LSTM
 512, batch 16, M = 10, Adam 1e-3, tau = 1e-3 (their scripts' default), 250k steps; sequence error on
 1,000 held-out examples every 1,000 steps): sort 10.1 % with ACT, 12.1 %
 without. Here: the same task sizes, M, optimizer and step cap

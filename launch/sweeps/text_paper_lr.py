@@ -1,10 +1,10 @@
-"""The Wikipedia LM at the paper's learning rate (issue 13 item 5).
+"""The Wikipedia LM at the paper's learning rate (docs/results.md section 7).
 
 enwik6, LSTM 256, 500-byte windows, batch 16 (``text.py`` default) with Adam
 1e-4 (the paper's): ACT at tau = 1e-3 and 6e-3, and no ACT, the same number of
 steps each, so that held-out bits per character compare at equal steps.
 Evaluation every 1,000 steps on the 50,000 held-out bytes. On a 2-core CPU a
-trial takes hours (issue 4's ACT LM ran about 2,700 steps an hour on shared
+trial takes hours (an ACT LM at Adam 1e-3 ran about 2,700 steps an hour on shared
 cores); raise ``num_steps`` here and rerun to train every trial further (they
 resume).
 """

@@ -2,7 +2,7 @@
 
 Variants: ``default`` (Adam 1e-3; at most 3 numbers of 3 digits, LSTM 128, a
 size that learns on a CPU), ``paper`` (LSTM 512, 1..5 numbers of 1..5 digits,
-Adam 1e-4), ``downsized`` (aakhundov's published runs, spec section 6.4: 2..5
+Adam 1e-4), ``downsized`` (aakhundov's published runs, docs/published/README.md: 2..5
 numbers of 1..5 digits, M = 10, Adam 1e-3, 250k steps), ``tiny`` (tests).
 """
 

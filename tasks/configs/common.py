@@ -1,4 +1,4 @@
-"""Fields every task config has, with the paper's shared settings (spec section 2)."""
+"""Fields every task config has, with the paper's shared settings (docs/equations.md section 11)."""
 
 import ml_collections
 

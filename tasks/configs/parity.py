@@ -1,7 +1,7 @@
 """Parity (Graves 2016, section 3.1): tanh RNN 128, batch 128, M = 100.
 
 Variants: ``default`` (Adam 1e-3, random positions), ``first_k`` (the first-k
-layout of spec section 9 item 6), ``paper`` (Adam 1e-4), ``quick`` (the README's
+layout of docs/equations.md section 12 item 6), ``paper`` (Adam 1e-4), ``quick`` (the README's
 main job: 8 bits, tau = 0.01, 5,000 steps), ``tiny`` (tests).
 """
 

@@ -2,7 +2,7 @@
 
 Variants: ``default`` (Adam 1e-3; 2..5 numbers, LSTM 128, a size that learns on
 a CPU), ``paper`` (LSTM 512, 2..15 numbers, Adam 1e-4), ``downsized``
-(aakhundov's published runs, spec section 6.4: 2..10 numbers, M = 10, Adam
+(aakhundov's published runs, docs/published/README.md: 2..10 numbers, M = 10, Adam
 1e-3, 250k steps), ``tiny`` (tests).
 """
 

@@ -2,8 +2,8 @@
 
 One byte per input step (one-hot 256 + the first-step flag), the next byte as
 target, 500-byte windows sampled at random from the train split with the state
-reset per window; bits per character on held-out and train bytes (spec
-section 9 item 11).
+reset per window; bits per character on held-out and train bytes (docs/equations.md
+section 12 item 11).
 
 Variants:
   ``paper``: enwik8 (give its path: ``--config.task_options.path=.../enwik8``

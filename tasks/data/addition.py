@@ -1,4 +1,4 @@
-"""Addition task (Graves 2016 §3.3; spec §3.3, §9 item 7).
+"""Addition task (Graves 2016, section 3.3; docs/equations.md section 12 item 7).
 
 A sequence of min_length..max_length numbers (1..5 in the paper; exactly
 max_length with `fixed_length`),

@@ -1,6 +1,6 @@
 """The `Batch` container and helpers shared by the synthetic task generators.
 
-Every task of Graves (2016) §3.1-3.4 produces the same padded, statically shaped
+Every task of Graves (2016), sections 3.1-3.4, produces the same padded, statically shaped
 `Batch`. Sequences shorter than the padded length carry zero inputs and zero
 targets on the missing steps, and both masks are False there.
 """

@@ -1,4 +1,4 @@
-"""Logic task (Graves 2016 §3.2, Table 1; spec §3.2, §9 item 9).
+"""Logic task (Graves 2016, section 3.2, Table 1; docs/equations.md section 12 item 9).
 
 A sequence of 1..max_length vectors of size 102. Element 0 holds b_0 and
 element 1 holds b_1; the other 100 elements are 10 chunks of 10. For each

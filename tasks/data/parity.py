@@ -1,4 +1,4 @@
-"""Parity task (Graves 2016 §3.1; spec §3.1, §9 item 6).
+"""Parity task (Graves 2016, section 3.1; docs/equations.md section 12 item 6).
 
 Each example is a single step (T = 1) holding a vector of `num_bits` elements
 (64 in the paper). A number k, uniform in 1..num_bits, of its elements are set

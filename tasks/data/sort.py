@@ -1,4 +1,4 @@
-"""Sort task (Graves 2016 §3.4; spec §3.4, §9 item 8).
+"""Sort task (Graves 2016, section 3.4; docs/equations.md section 12 item 8).
 
 A count of numbers, uniform in min_length..max_length (2..15 in the paper), is
 drawn from N(0, 1). They are presented one per step as [value, end_flag], with

@@ -1,4 +1,4 @@
-"""Byte data of the Hutter-prize Wikipedia task (Graves 2016 §3.5; spec §3.5, §9 item 11).
+"""Hutter-prize Wikipedia bytes (Graves 2016, section 3.5; docs/equations.md section 12 item 11).
 
 The data is the raw bytes of enwik8 (XML and wiki markup included), one byte
 per input step with the next byte as target. The file is split into train /
