@@ -1,6 +1,6 @@
 """The compiled training step: Adam on the task loss plus ``tau * P``, every network at once.
 
-The loss (spec section 9 item 4): the task loss summed over a sequence's
+The loss (docs/equations.md section 12 item 4): the task loss summed over a sequence's
 target steps and slots, plus ``tau`` times the ponder cost summed over its
 input steps, both averaged over the batch. The ``K`` networks of a run step
 together, ``jax.vmap`` over their parameters, optimizer states, batches and
@@ -35,7 +35,7 @@ def loss_fn(model: models.TaskModel, batch: Batch, tau: jax.Array, metric: str
   """One network's training loss on ``batch`` and its metrics (the headline ``metric`` too).
 
   The task loss summed over target steps and slots, averaged over the batch,
-  plus (ACT) ``ponder_penalty(rho, tau)`` (spec section 9 item 4).
+  plus (ACT) ``ponder_penalty(rho, tau)`` (docs/equations.md section 12 item 4).
   """
   out = model(batch.inputs, batch.input_mask)
   losses, wrong = evaluation.target_terms(out.logits, batch)
