@@ -126,12 +126,15 @@ def test_sigint_stops_after_a_checkpoint_that_the_rerun_resumes_from(tmp_path):
   assert f"resumed from the checkpoint at step {stopped_at}" in rerun.stderr
 
 
-def test_sigterm_is_a_stop_request():
+def test_sigterm_and_the_time_budget_are_stop_requests():
   with stopping.StopRequests() as stop:
-    assert stop.requested is None
+    assert stop.agree() is None
     os.kill(os.getpid(), signal.SIGTERM)
-    assert stop.requested == "SIGTERM"
+    assert stop.agree() == stop.requested == "SIGTERM" and stop.interrupted
   assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored
+  with stopping.StopRequests(time_budget_minutes=1e-9) as stop:
+    time.sleep(1e-3)
+    assert stop.agree() == stopping.TIME_BUDGET and not stop.interrupted
 
 
 @pytest.mark.parametrize("field,value,message", [
