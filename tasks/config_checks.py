@@ -24,15 +24,15 @@ from tasks.registry import Task, get_task
 
 # Fields a resumed run may change; every other field must match the checkpoint's.
 RESUMABLE_CHANGES = frozenset(
-    {"num_steps", "time_budget_minutes", "log_every", "eval_every", "eval_batches",
-     "checkpoint_every", "plot", "distributed", "steps_per_call", "restore_step",
-     "figure_examples", "independent_examples", "remat", "chunk_steps", "solved_at",
-     "solved_evals"})
+    {"num_steps", "time_budget_minutes", "log_every", "eval_every", "eval_batch_size",
+     "eval_batches", "checkpoint_every", "plot", "distributed", "steps_per_call",
+     "restore_step", "figure_examples", "independent_examples", "remat", "chunk_steps",
+     "solved_at", "solved_evals"})
 # Fields added to the configs after runs were saved: a saved config.json without
 # them holds their default values (common.base_config).
 ADDED_FIELDS = ("num_networks", "taus", "distributed", "steps_per_call", "restore_step",
-                 "independent_examples", "solved_at", "solved_evals", "weight_init", "remat",
-                 "chunk_steps")
+                "independent_examples", "solved_at", "solved_evals", "weight_init", "remat",
+                "chunk_steps")
 # Task options added after runs were saved, with the value those runs had.
 _ADDED_TASK_OPTIONS = {"text": {"check_sha1": True}}
 

@@ -33,7 +33,7 @@ from tasks import config_checks, evaluation, networks, results, solved
 from tasks.checkpoints import TrainingCheckpoints
 from tasks.config_checks import ConfigError
 from tasks.metric_writer import MetricWriter, metric_row
-from tasks.stopping import StopRequests
+from tasks.stopping import TIME_BUDGET, StopRequests
 from tasks.training_step import train_steps
 
 
@@ -45,10 +45,10 @@ def _initialize_distributed(config: ml_collections.ConfigDict) -> None:
   devices; every step's batch is generated inside the compiled call, each process
   computing its own devices' shards, and only process 0
   writes metrics, ``config.json`` and ``results.json`` (orbax coordinates the
-  checkpoints). Tested with two processes on one machine
-  (``tests/test_multiprocess.py``). ``time_budget_minutes`` is measured per
-  process, so give several processes ``num_steps`` instead. Several processes on
-  CPUs compile rather than read JAX's persistent compilation cache.
+  checkpoints). A stop request (a signal, the time budget) reaching any
+  process stops them all at the same step (``tasks/stopping.py``). Tested with
+  two processes on one machine (``tests/test_multiprocess.py``). Several
+  processes on CPUs compile rather than read JAX's persistent compilation cache.
   """
   if not isinstance(config.distributed, bool):
     raise ConfigError(f"config.distributed must be True or False, got {config.distributed!r}")
@@ -59,6 +59,15 @@ def _initialize_distributed(config: ml_collections.ConfigDict) -> None:
     # persistent compilation cache never finishes its first collective; compile instead.
     jax.config.update("jax_enable_compilation_cache", False)
     logging.info("several CPU processes: JAX's persistent compilation cache is off")
+
+
+def _log_devices() -> None:
+  """The start-up line naming the platform and the devices in use (check it on a GPU or
+  TPU: a JAX without their support runs on the CPU)."""
+  devices = jax.devices()
+  logging.info("training on %d %s device(s) (%s), %d per process, %d process(es)",
+               len(devices), jax.default_backend(), devices[0].device_kind,
+               jax.local_device_count(), jax.process_count())
 
 
 def _format_seconds(seconds: float) -> str:
@@ -137,6 +146,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       saves a checkpoint first, so the same call resumes from there.
   """
   _initialize_distributed(config)
+  _log_devices()
   task = config_checks.validate(config)
   workdir = os.path.abspath(workdir)
   config_checks.check_workdir(workdir)
@@ -178,13 +188,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       sample=source.sampler(), metric=task.metric).compile()
   logging.info("compiled the training loop in %.1f s", time.perf_counter() - compile_start)
 
-  start_time, window = time.time(), _Window()
+  window = _Window()
   steps_per_call = 1  # grows to what runs in _SECONDS_PER_CALL, at most config.steps_per_call
-  out_of_time = lambda: (config.time_budget_minutes > 0
-                         and time.time() - start_time > 60 * config.time_budget_minutes)
-  with StopRequests() as stop:
-    while (step < config.num_steps and not out_of_time() and not stop.requested
-           and not tracker.all_solved):
+  with StopRequests(config.time_budget_minutes) as stop:
+    while step < config.num_steps and not stop.requested and not tracker.all_solved:
       count = min(_next_stop(step, config) - step, steps_per_call)
       call_start = time.perf_counter()
       state, sums = run_steps(state, source.sampler_data, seeds, tau_per_network,
@@ -195,7 +202,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       steps_per_call = min(config.steps_per_call,
                            max(1, int(count * _SECONDS_PER_CALL / max(seconds, 1e-9))))
       step += count
-      if step % config.log_every == 0 or step == config.num_steps or out_of_time():
+      stop.agree()  # every process, after every call: they stop at the same step
+      if step % config.log_every == 0 or step == config.num_steps or stop.requested == TIME_BUDGET:
         _log_progress(writer, window, step, config, task.metric)
         window = _Window()
       if step % config.eval_every == 0 and step < config.num_steps:
@@ -207,7 +215,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                        step, short, config.solved_evals, config.solved_at)
       checkpoints.after_step(step, state)
     checkpoints.finish(step, state)
-  if stop.requested:
+  if stop.interrupted:
     writer.close()
     logging.info("%s: stopped with a checkpoint at step %d", stop.requested, step)
     raise KeyboardInterrupt(stop.requested)

@@ -14,7 +14,9 @@ What runs and what is only checked:
   and ``pytest`` commands are not run (``pytest`` is this suite).
 """
 
+import ast
 import configparser
+import importlib
 import os
 import re
 import shlex
@@ -115,3 +117,29 @@ def test_main_job_runs_at_small_size(tmp_path):
   assert result.returncode == 0, result.stderr[-2000:]
   assert "parity (act, tau=0.01) after 10 steps" in result.stdout
   assert (tmp_path / "results.json").exists()
+
+
+def test_multi_host_recipes_validate_for_their_devices():
+  """The SLURM command's 4 nodes x 8 GPUs, the TPU pod's 16 hosts x 4 chips (the README's
+  v4-128): each config as written, overrides applied, passes validation on those devices."""
+  from tasks import config_checks  # pylint: disable=g-import-not-at-top
+  recipes = {}
+  for command in _commands():
+    if command[:1] == ["srun"]:
+      option = lambda name, c=command: int(next(a for a in c if a.startswith(f"--{name}="))
+                                           .split("=")[1])
+      recipes["srun"] = (option("nodes") * option("gpus-per-node"), command)
+    elif command[:1] == ["gcloud"]:
+      recipes["gcloud"] = (16 * 4, shlex.split(command[-1]))
+  assert sorted(recipes) == ["gcloud", "srun"] and recipes["srun"][0] == 32
+  for devices, command in recipes.values():
+    args = command[command.index("launch.train") + 1:]
+    path, _, variant = next(a for a in args if a.startswith("--config="))[9:].partition(":")
+    module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+    config = module.get_config(variant or "default")
+    for arg in args:
+      if arg.startswith("--config."):
+        field, value = arg[len("--config."):].split("=")
+        config[field] = ast.literal_eval(value)
+    assert config.distributed
+    config_checks.validate(config, device_count=devices)

@@ -126,12 +126,15 @@ def test_sigint_stops_after_a_checkpoint_that_the_rerun_resumes_from(tmp_path):
   assert f"resumed from the checkpoint at step {stopped_at}" in rerun.stderr
 
 
-def test_sigterm_is_a_stop_request():
+def test_sigterm_and_the_time_budget_are_stop_requests():
   with stopping.StopRequests() as stop:
-    assert stop.requested is None
+    assert stop.agree() is None
     os.kill(os.getpid(), signal.SIGTERM)
-    assert stop.requested == "SIGTERM"
+    assert stop.agree() == stop.requested == "SIGTERM" and stop.interrupted
   assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored
+  with stopping.StopRequests(time_budget_minutes=1e-9) as stop:
+    time.sleep(1e-3)
+    assert stop.agree() == stopping.TIME_BUDGET and not stop.interrupted
 
 
 @pytest.mark.parametrize("field,value,message", [
@@ -253,12 +256,36 @@ def test_one_step_per_call_and_many_give_the_same_run(tmp_path):
                                [b[k] for k in a if k != "split"], rtol=1e-5)
 
 
+def _tensorboard_scalars(workdir):
+  """Every scalar event in the run's TensorBoard files as (tag, step, value), in file order.
+
+  Reads the TFRecord framing directly: a uint64 length, a 4-byte checksum, the
+  serialized Event, a 4-byte checksum.
+  """
+  from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+  scalars = []
+  for name in sorted(os.listdir(workdir / "tensorboard")):
+    data = (workdir / "tensorboard" / name).read_bytes()
+    offset = 0
+    while offset < len(data):
+      length = int.from_bytes(data[offset:offset + 8], "little")
+      event = event_pb2.Event.FromString(data[offset + 12:offset + 12 + length])
+      offset += 12 + length + 4
+      scalars += [(v.tag, event.step, v.simple_value) for v in event.summary.value]
+  return scalars
+
+
 def test_resume_at_a_saved_step_is_exact_and_writes_each_row_once(tmp_path):
+  from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
   whole, resumed = tmp_path / "whole", tmp_path / "resumed"
   train.train_and_evaluate(_tiny(), str(whole))
   train.train_and_evaluate(_tiny(num_steps=10), str(resumed))  # saved at 10
-  with open(resumed / "metrics.jsonl", "a") as f:  # rows an interrupted run wrote past it
+  # What an interrupted run wrote past the checkpoint: a row and TensorBoard events.
+  with open(resumed / "metrics.jsonl", "a") as f:
     f.write(json.dumps({"step": 12, "split": "train", "loss": 9.0}) + "\n")
+  with SummaryWriter(str(resumed / "tensorboard")) as interrupted:
+    interrupted.add_scalar("train/loss", 9.0, 12)
+    interrupted.add_scalar("eval/sequence_error", 0.5, 12)
   train.train_and_evaluate(_tiny(), str(resumed))
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
                _params(whole), _params(resumed))
@@ -268,6 +295,15 @@ def test_resume_at_a_saved_step_is_exact_and_writes_each_row_once(tmp_path):
   rows = _train_rows(resumed)
   assert [(r["step"], r["split"]) for r in rows] == expected
   np.testing.assert_allclose(rows[2]["loss"], _train_rows(whole)[2]["loss"], rtol=1e-6)
+  # TensorBoard: each metric once per row's step, in order, with the rows' values.
+  scalars = _tensorboard_scalars(resumed)
+  for tag in ("train/loss", "eval/sequence_error", "eval/mean_steps"):
+    split, name = tag.split("/")
+    logged = [(step, value) for t, step, value in scalars if t == tag]
+    written = [(r["step"], r[name]) for r in rows if r["split"] == split]
+    assert [step for step, _ in logged] == [step for step, _ in written]
+    np.testing.assert_allclose([v for _, v in logged], [v for _, v in written], rtol=1e-6)
+  assert len(scalars) == len({(tag, step) for tag, step, _ in scalars})
 
 
 def test_steps_per_call_must_be_positive(tmp_path):

@@ -39,7 +39,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.learning_rate = 1e-3  # the paper: 1e-4 with 16 Hogwild threads (variant "paper")
   config.batch_size = 16
   config.num_steps = 100_000
-  config.time_budget_minutes = 0.0  # > 0: stop after this much training time (this process)
+  # > 0: stop after this much training time (several processes: the first to run out stops all)
+  config.time_budget_minutes = 0.0
   # > 0: stop once solved, when the held-out metric (sequence error or bpc) averaged over
   # the last solved_evals evaluations is at most this for every network (tasks/solved.py).
   config.solved_at = 0.0
@@ -53,7 +54,7 @@ def base_config() -> ml_collections.ConfigDict:
   # Devices: every step shards the batch over all devices (batch sizes divisible by them).
   config.distributed = False  # multi-host (GPU / TPU pods): jax.distributed.initialize() first
   # Evaluation, logging, checkpoints.
-  config.eval_batch_size = 1000
+  config.eval_batch_size = 1024  # divides by any power of two of devices up to 1024
   config.eval_batches = 4
   config.eval_every = 5_000
   # At the end, also evaluate on the examples of the paper's difficulty figure (Figs. 6, 10,
