@@ -46,12 +46,16 @@ class AdaptiveComputationTime(nn.Module):
   backend: ponder_loop.Backend = "while"
   chunk_steps: int = ponder_loop.DEFAULT_CHUNK_STEPS
   independent_examples: bool = False
+  dtype: jnp.dtype | None = None
+  param_dtype: jnp.dtype = jnp.float32
 
   def setup(self):
     ponder_loop.check_ponder_config(self.max_steps, self.epsilon, self.backend,
                                     self.independent_examples)
-    self.halting = nn.Dense(1, bias_init=nn.initializers.constant(self.halting_bias_init))
-    self.output = None if self.out_features is None else nn.Dense(self.out_features)
+    dense = lambda features, **kw: nn.Dense(features, dtype=self.dtype,
+                                            param_dtype=self.param_dtype, **kw)
+    self.halting = dense(1, bias_init=nn.initializers.constant(self.halting_bias_init))
+    self.output = None if self.out_features is None else dense(self.out_features)
 
   def _step_fn_and_params(self, carry: Any, inputs: jax.Array):
     if self.is_initializing():  # one step creates the cell's and halting unit's params

@@ -68,6 +68,8 @@ class AdaptiveComputationTime(nnx.Module):
       backend: ponder_loop.Backend = "while",
       chunk_steps: int = ponder_loop.DEFAULT_CHUNK_STEPS,
       independent_examples: bool = False,
+      dtype: jnp.dtype | None = None,
+      param_dtype: jnp.dtype = jnp.float32,
       rngs: nnx.Rngs,
   ):
     ponder_loop.check_ponder_config(max_steps, epsilon, backend, independent_examples)
@@ -88,9 +90,11 @@ class AdaptiveComputationTime(nnx.Module):
     self.halting_reads = halting_reads
     halting_in = jax.eval_shape(halting_reads, zero_carry(cell, (1,))).shape[-1]
     self.halting = nnx.Linear(
-        halting_in, 1, bias_init=nnx.initializers.constant(halting_bias_init), rngs=rngs)
+        halting_in, 1, bias_init=nnx.initializers.constant(halting_bias_init), dtype=dtype,
+        param_dtype=param_dtype, rngs=rngs)
     self.output = (None if out_features is None else
-                   nnx.Linear(cell.hidden_features, out_features, rngs=rngs))
+                   nnx.Linear(cell.hidden_features, out_features, dtype=dtype,
+                              param_dtype=param_dtype, rngs=rngs))
 
   def initialize_carry(self, batch_shape: tuple[int, ...]) -> Any:
     """The zero state ``s_0`` for a batch (the paper resets the state to 0)."""
