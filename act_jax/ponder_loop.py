@@ -133,7 +133,9 @@ def ponder(
       for them (a copy of an unmasked example's state, and with
       ``independent_examples`` its inputs too; a step that mixes examples
       must not read them), so a NaN or inf in them reaches no gradient.
-    backend: ``"while"`` (early exit, custom VJP) or ``"scan"`` (fixed ``M``).
+    backend: ``"while"`` (early exit, custom VJP; reverse mode only: a
+      forward-mode or higher-order derivative raises ``TypeError``) or
+      ``"scan"`` (fixed ``M``, plain autodiff: forward mode and higher order).
     chunk_steps: ``"while"`` backend only: the forward pass records the
       pullback residuals of the first ``chunk_steps`` ponder steps, and a
       checkpoint of the state every ``chunk_steps`` steps; the backward pass
