@@ -215,6 +215,8 @@ class DepthACT(nnx.Module):
       backend: ponder_loop.Backend = "while",
       chunk_steps: int = ponder_loop.DEFAULT_CHUNK_STEPS,
       independent_examples: bool = False,
+      dtype: jnp.dtype | None = None,
+      param_dtype: jnp.dtype = jnp.float32,
       rngs: nnx.Rngs,
   ):
     ponder_loop.check_ponder_config(max_steps, epsilon, backend)
@@ -229,7 +231,8 @@ class DepthACT(nnx.Module):
     self.backend = backend
     self.chunk_steps = chunk_steps
     self.halting = nnx.Linear(
-        features, 1, bias_init=nnx.initializers.constant(halting_bias_init), rngs=rngs)
+        features, 1, bias_init=nnx.initializers.constant(halting_bias_init), dtype=dtype,
+        param_dtype=param_dtype, rngs=rngs)
 
   def __call__(self, x: jax.Array, *block_args: Any,
                mask: jax.Array | None = None) -> ponder_loop.PonderResult:
@@ -272,11 +275,14 @@ class LinenDepthACT(nn.Module):
   backend: ponder_loop.Backend = "while"
   chunk_steps: int = ponder_loop.DEFAULT_CHUNK_STEPS
   independent_examples: bool = False  # rejected unless False: blocks mix positions
+  dtype: jnp.dtype | None = None
+  param_dtype: jnp.dtype = jnp.float32
 
   def setup(self):
     ponder_loop.check_ponder_config(self.max_steps, self.epsilon, self.backend)
     reject_independent_examples(self.independent_examples)
-    self.halting = nn.Dense(1, bias_init=nn.initializers.constant(self.halting_bias_init))
+    self.halting = nn.Dense(1, bias_init=nn.initializers.constant(self.halting_bias_init),
+                            dtype=self.dtype, param_dtype=self.param_dtype)
 
   def __call__(self, x: jax.Array, *block_args: Any,
                mask: jax.Array | None = None) -> ponder_loop.PonderResult:

@@ -55,6 +55,23 @@ def expand_tree(per_example: jax.Array, tree: PyTree) -> PyTree:
   return jax.tree.map(lambda leaf: expand(per_example, leaf), tree)
 
 
+def stand_in(tree: PyTree, real: jax.Array) -> PyTree:
+  """``tree`` with every example where ``real`` is False replaced by a copy of
+  the first example where it is True (of example 0 if none is).
+
+  The leaves lead with ``real.shape`` (the batch shape). Examples that are not
+  computed (masked, or a compaction level's spare slots) still go through the
+  step function with the rest of the batch, and its backward pass multiplies
+  their zero cotangent by what it computed for them: on a copy of a real
+  example that is finite wherever the real examples' values are, so a NaN or
+  inf in an example that is not computed reaches no gradient.
+  """
+  first = jnp.argmax(real.reshape(-1))
+  copy_first = lambda leaf: jnp.where(
+      expand(real, leaf), leaf, leaf.reshape((-1,) + leaf.shape[real.ndim:])[first])
+  return jax.tree.map(copy_first, tree)
+
+
 def per_example_dot(a: PyTree, b: PyTree, batch_ndim: int, dtype: jnp.dtype) -> jax.Array:
   """``<a, b>`` per example, summed over all non-batch axes and leaves, in ``dtype``."""
   dots = [
@@ -109,12 +126,16 @@ def make_tally(cumulative, remainder, steps, running, dtype: jnp.dtype) -> jax.A
 
 def initial_halting(step_out: PonderStep, state: PyTree, mask: jax.Array,
                     max_steps: int) -> Halting:
-  """The halting state before the first step; shapes and dtype from ``step_out``."""
+  """The halting state before the first step; shapes and dtype from ``step_out``.
+
+  Masked examples enter with a :func:`stand_in` state (:func:`finish` hands
+  back their own ``state``).
+  """
   dtype = halting_dtype(step_out)
   zeros = lambda x: jnp.zeros(x.shape, dtype)
   batch_shape = step_out.halting_logit.shape
   return Halting(
-      state=state,
+      state=stand_in(state, mask),
       state_sum=jax.tree.map(zeros, step_out.state),
       output_sum=jax.tree.map(zeros, step_out.output),
       tally=make_tally(0.0, 0.0, 0.0, mask, dtype),

@@ -35,6 +35,26 @@ class AdaptiveComputationTime(nn.Module):
   parameters. The cell must keep no mutable state besides its parameters.
   ``independent_examples=True`` compacts the batch as examples halt (a one-axis
   batch; see :func:`act_jax.ponder`).
+
+  Attributes:
+    cell: a Linen recurrent cell (``nn.SimpleCell``, ``nn.LSTMCell``,
+      ``nn.OptimizedLSTMCell``, ``nn.GRUCell`` or any ``nn.RNNCellBase``).
+    out_features: the size of a linear output layer on the mean-field cell
+      output (Eq. 9); None returns the mean-field cell output itself.
+    max_steps: the cap ``M`` on ponder steps per input step (Eq. 13).
+    epsilon: the halting threshold slack (Eq. 7).
+    halting_bias_init: the halting unit's initial bias (+1 in the paper).
+    halting_reads: maps the carry to the halting unit's input features
+      (Eq. 5); by default the whole state.
+    backend: ``"while"`` (early exit, custom VJP, reverse mode only) or
+      ``"scan"`` (fixed ``max_steps``, plain autodiff).
+    chunk_steps: ``"while"`` only: ponder steps recorded for the backward
+      pass; see :func:`act_jax.ponder`.
+    independent_examples: compact the batch as examples halt (``"while"``
+      only; the same values and gradients).
+    dtype: the computation dtype of the halting unit and the output layer
+      (None: from their inputs and parameters), as for ``nn.Dense``.
+    param_dtype: the dtype of their parameters.
   """
 
   cell: nn.RNNCellBase
@@ -46,12 +66,16 @@ class AdaptiveComputationTime(nn.Module):
   backend: ponder_loop.Backend = "while"
   chunk_steps: int = ponder_loop.DEFAULT_CHUNK_STEPS
   independent_examples: bool = False
+  dtype: jnp.dtype | None = None
+  param_dtype: jnp.dtype = jnp.float32
 
   def setup(self):
     ponder_loop.check_ponder_config(self.max_steps, self.epsilon, self.backend,
                                     self.independent_examples)
-    self.halting = nn.Dense(1, bias_init=nn.initializers.constant(self.halting_bias_init))
-    self.output = None if self.out_features is None else nn.Dense(self.out_features)
+    dense = lambda features, **kw: nn.Dense(features, dtype=self.dtype,
+                                            param_dtype=self.param_dtype, **kw)
+    self.halting = dense(1, bias_init=nn.initializers.constant(self.halting_bias_init))
+    self.output = None if self.out_features is None else dense(self.out_features)
 
   def _step_fn_and_params(self, carry: Any, inputs: jax.Array):
     if self.is_initializing():  # one step creates the cell's and halting unit's params
@@ -93,7 +117,11 @@ class AdaptiveComputationTime(nn.Module):
       lengths: jax.Array | None = None,
       remat: bool = True,
   ) -> sequence_lib.SequenceResult:
-    """ACT over ``inputs`` ``[batch, time, in_features]`` from a zero state."""
+    """ACT over ``inputs`` ``[batch, time, in_features]`` from a zero state.
+
+    The arguments and result are those of the NNX module's
+    :meth:`act_jax.nnx.AdaptiveComputationTime.ponder_sequence`.
+    """
     if inputs.ndim < 3:
       raise ValueError(f"inputs must be [batch, time, features], got {list(inputs.shape)}")
     if initial_carry is None:

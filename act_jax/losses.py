@@ -39,8 +39,9 @@ def ponder_penalty(
   over a sequence and averaged over the batch.
 
   Args:
-    ponder_cost: ``rho = N + R`` (e.g. ``PonderResult.ponder_cost``), shape
-      ``[batch, ...]``.
+    ponder_cost: ``rho = N + R`` (Eq. 10), shape ``[batch, ...]``: e.g.
+      ``result.stats.ponder_cost`` of a :class:`act_jax.PonderResult` or
+      :class:`act_jax.SequenceResult` (:attr:`act_jax.PonderStats.ponder_cost`).
     time_penalty: ``tau >= 0``.
     mask: optional, broadcastable to ``ponder_cost``; zero entries are left
       out (the ponder statistics are already 0 at masked steps).

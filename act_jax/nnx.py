@@ -49,6 +49,36 @@ class AdaptiveComputationTime(nnx.Module):
   every Flax recurrent cell treats examples independently) the ponder loop
   compacts the batch as examples halt; see :func:`act_jax.ponder`.
 
+  Args:
+    cell: an NNX recurrent cell (``SimpleCell``, ``LSTMCell``,
+      ``OptimizedLSTMCell``, ``GRUCell`` or any module with ``in_features``,
+      ``hidden_features``, ``initialize_carry`` and ``(carry, x) -> (carry,
+      out)``) built with ``in_features`` = input features + 1.
+    out_features: the size of a linear output layer on the mean-field cell
+      output (Eq. 9); None returns the mean-field cell output itself.
+    max_steps: the cap ``M`` on ponder steps per input step (Eq. 13).
+    epsilon: the halting threshold slack (Eq. 7): an example halts once its
+      cumulative halting probability reaches ``1 - epsilon``.
+    halting_bias_init: the halting unit's initial bias; +1 (the paper's)
+      makes an untrained network take about 2 steps.
+    halting_reads: maps the cell's carry to the features the halting unit
+      reads (Eq. 5); by default the whole state (``[c; h]`` for an LSTM).
+    backend: ``"while"`` (early exit, custom VJP, reverse mode only) or
+      ``"scan"`` (always ``max_steps`` steps, plain autodiff, forward mode
+      and higher order too); see :func:`act_jax.ponder`.
+    chunk_steps: ``"while"`` only: ponder steps whose residuals the forward
+      pass records; later ones are recomputed from checkpoints (memory against
+      one extra forward evaluation per later step).
+    independent_examples: compact the batch as examples halt (``"while"``
+      only; the same values and gradients): pays for about ``sum_i N_i`` steps
+      instead of ``B * max_i N_i``.
+    dtype: the computation dtype of the halting unit and the output layer
+      (None: from their inputs and parameters), as for ``nnx.Linear``.
+    param_dtype: the dtype of their parameters (float32; float64 for a
+      float64 model).
+    rngs: the random streams that initialise the halting unit and the output
+      layer.
+
   Attributes:
     cell: the wrapped NNX cell.
     halting: the halting unit's ``nnx.Linear(state_features, 1)``.
@@ -68,6 +98,8 @@ class AdaptiveComputationTime(nnx.Module):
       backend: ponder_loop.Backend = "while",
       chunk_steps: int = ponder_loop.DEFAULT_CHUNK_STEPS,
       independent_examples: bool = False,
+      dtype: jnp.dtype | None = None,
+      param_dtype: jnp.dtype = jnp.float32,
       rngs: nnx.Rngs,
   ):
     ponder_loop.check_ponder_config(max_steps, epsilon, backend, independent_examples)
@@ -88,9 +120,11 @@ class AdaptiveComputationTime(nnx.Module):
     self.halting_reads = halting_reads
     halting_in = jax.eval_shape(halting_reads, zero_carry(cell, (1,))).shape[-1]
     self.halting = nnx.Linear(
-        halting_in, 1, bias_init=nnx.initializers.constant(halting_bias_init), rngs=rngs)
+        halting_in, 1, bias_init=nnx.initializers.constant(halting_bias_init), dtype=dtype,
+        param_dtype=param_dtype, rngs=rngs)
     self.output = (None if out_features is None else
-                   nnx.Linear(cell.hidden_features, out_features, rngs=rngs))
+                   nnx.Linear(cell.hidden_features, out_features, dtype=dtype,
+                              param_dtype=param_dtype, rngs=rngs))
 
   def initialize_carry(self, batch_shape: tuple[int, ...]) -> Any:
     """The zero state ``s_0`` for a batch (the paper resets the state to 0)."""
@@ -147,7 +181,17 @@ class AdaptiveComputationTime(nnx.Module):
   ) -> sequence_lib.SequenceResult:
     """ACT over ``inputs`` ``[batch, time, in_features]`` from a zero state.
 
-    See :func:`act_jax.ponder_sequence`; ``outputs`` are the output layer's.
+    Args:
+      inputs: ``[batch, time, in_features]`` (without the flag).
+      initial_carry: ``s_0``; None: :meth:`initialize_carry`'s zeros.
+      mask: optional bool ``[batch, time]``; False skips the step.
+      lengths: optional int ``[batch]``, the valid leading steps (instead
+        of ``mask``).
+      remat: recompute in the backward pass instead of keeping (memory
+        against time); see :func:`act_jax.ponder_sequence`.
+
+    Returns:
+      See :func:`act_jax.ponder_sequence`; ``outputs`` are the output layer's.
     """
     if inputs.ndim < 3:
       raise ValueError(

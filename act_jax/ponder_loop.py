@@ -129,7 +129,13 @@ def ponder(
     epsilon: the threshold slack (Eq. 7), static; the paper uses 0.01.
     mask: optional boolean of shape ``batch_shape``; examples where it is
       False are not computed (``N = R = 0``, state passed through, zero output).
-    backend: ``"while"`` (early exit, custom VJP) or ``"scan"`` (fixed ``M``).
+      The step function still runs on the whole batch: it sees a stand-in
+      for them (a copy of an unmasked example's state, and with
+      ``independent_examples`` its inputs too; a step that mixes examples
+      must not read them), so a NaN or inf in them reaches no gradient.
+    backend: ``"while"`` (early exit, custom VJP; reverse mode only: a
+      forward-mode or higher-order derivative raises ``TypeError``) or
+      ``"scan"`` (fixed ``M``, plain autodiff: forward mode and higher order).
     chunk_steps: ``"while"`` backend only: the forward pass records the
       pullback residuals of the first ``chunk_steps`` ponder steps, and a
       checkpoint of the state every ``chunk_steps`` steps; the backward pass
@@ -163,11 +169,14 @@ def ponder(
     ValueError: if a setting is invalid or the step function's shapes or
       dtypes do not match the state (raised at trace time, naming the leaf).
   """
-  threshold, mask = checked_step_call(step_fn, params, state, inputs, mask, max_steps=max_steps,
+  threshold, checked_mask = checked_step_call(step_fn, params, state, inputs, mask, max_steps=max_steps,
                                       epsilon=epsilon, backend=backend,
                                       chunk_steps=chunk_steps,
                                       independent_examples=independent_examples,
                                       first_step_flag_only=first_step_flag_only)
+  if mask is not None and independent_examples:  # inputs are per example: masked too
+    inputs = halting.stand_in(inputs, checked_mask)
+  mask = checked_mask
   if backend == "scan":
     return scan.ponder(step_fn, max_steps, threshold, params, state, inputs, mask)
   loop = compact if independent_examples else while_loop

@@ -20,7 +20,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from act_jax import ponder_loop
+from act_jax import halting, ponder_loop
 from act_jax.backends import while_sequence
 
 PyTree = ponder_loop.PyTree
@@ -76,7 +76,9 @@ def ponder_sequence(
     max_steps: the cap ``M`` (Eq. 13).
     epsilon: the threshold slack (Eq. 7).
     mask: optional bool ``[batch, time]``: steps where it is False are skipped
-      (state carried unchanged, zero output and statistics).
+      (state carried unchanged, zero output and statistics); the step
+      function sees a stand-in for their inputs (an unskipped step's), so a
+      NaN or inf in padding reaches no gradient.
     lengths: optional int ``[batch]``, the number of valid leading steps of each
       sequence; an alternative to ``mask`` (give at most one).
     backend: the ponder-loop backend, ``"while"`` or ``"scan"``.
@@ -111,9 +113,12 @@ def ponder_sequence(
           f"got {list(jnp.shape(leaf))}")
   if mask is not None and lengths is not None:
     raise ValueError("give mask or lengths, not both")
+  padded = mask is not None or lengths is not None
   if lengths is not None:
-    if jnp.shape(lengths) != (batch_size,):
-      raise ValueError(f"lengths must have shape [{batch_size}], got {list(jnp.shape(lengths))}")
+    if jnp.shape(lengths) != (batch_size,) or not jnp.issubdtype(jnp.result_type(lengths),
+                                                                  jnp.integer):
+      raise ValueError(f"lengths must be integer [{batch_size}], got "
+                       f"{jnp.result_type(lengths)}{list(jnp.shape(lengths))}")
     mask = lengths_to_mask(lengths, time_steps)
   elif mask is None:
     mask = jnp.ones((batch_size, time_steps), bool)
@@ -122,6 +127,8 @@ def ponder_sequence(
     raise ValueError(
         f"mask must be bool [{batch_size}, {time_steps}], got {mask.dtype}{list(mask.shape)}")
 
+  if padded:  # the step function runs on skipped steps too: it sees a stand-in there
+    inputs = halting.stand_in(inputs, mask)
   time_major = lambda x: jnp.swapaxes(x, 0, 1)
   inputs, mask = jax.tree.map(time_major, inputs), time_major(mask)
   first_inputs = jax.tree.map(lambda x: x[0], inputs)

@@ -142,3 +142,35 @@ def test_cell_without_the_flag_input_is_a_clear_error():
     model.ponder_sequence(x)
   with pytest.raises(ValueError, match=message):
     model(model.initialize_carry((2,)), x[:, 0])
+
+
+def test_float64_models_have_float64_halting_and_output_layers():
+  # dtype / param_dtype reach the wrappers' own layers, as Flax layers take them.
+  from act_jax import depth
+
+  with jax.enable_x64(True):
+    f64 = jnp.float64
+    x = X.astype(f64)
+    rngs = nnx.Rngs(0)
+    model = act_nnx.AdaptiveComputationTime(
+        nnx.SimpleCell(IN + 1, HID, dtype=f64, param_dtype=f64, rngs=rngs), out_features=OUT,
+        max_steps=M, param_dtype=f64, rngs=rngs)
+    _, grads = nnx.value_and_grad(lambda m: _loss(m.ponder_sequence(x)))(model)
+    linen_model = act_linen.AdaptiveComputationTime(nn.SimpleCell(HID, dtype=f64, param_dtype=f64),
+                                                    out_features=OUT, max_steps=M,
+                                                    param_dtype=f64)
+    variables = linen_model.init(jax.random.PRNGKey(0), x, method="ponder_sequence")
+    linen_result = linen_model.apply(variables, x, method="ponder_sequence")
+    depth_model = depth.DepthACT(nnx.Linear(HID, HID, param_dtype=f64, rngs=rngs), HID,
+                                 max_steps=M, param_dtype=f64, rngs=rngs)
+    linen_depth = depth.LinenDepthACT(nn.Dense(HID, param_dtype=f64), max_steps=M,
+                                      param_dtype=f64)
+    state = jnp.ones((B, T, HID), f64)
+    depth_variables = linen_depth.init(jax.random.PRNGKey(0), state)
+    for tree in (nnx.state(model, nnx.Param), grads, variables, nnx.state(depth_model),
+                 depth_variables):
+      dtypes = {leaf.dtype for leaf in jax.tree.leaves(tree)}
+      assert dtypes == {jnp.dtype(f64)}, dtypes
+    for outputs in (model.ponder_sequence(x).outputs, linen_result.outputs,
+                    depth_model(state).state, linen_depth.apply(depth_variables, state).state):
+      assert outputs.dtype == f64

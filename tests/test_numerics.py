@@ -218,3 +218,73 @@ def test_integer_state_is_rejected_at_trace_time(backend, dtype):
   with pytest.raises(ValueError, match=r"\['count'\].*(int|bool)"):
     act_jax.ponder(step_fn, jnp.float32(0.5), state, jnp.ones((2, 3)), max_steps=4,
                    **LOOPS[backend])
+
+
+def _real_rows_loss(r, real):
+  """A loss on the examples where ``real`` is True (the others' state is their own,
+  NaN where poisoned, and selected away)."""
+  state = jnp.where(real[:, None], r.state, 0.0)
+  return jnp.sum(jnp.sin(state)) + jnp.sum(r.output ** 2) + 0.3 * jnp.sum(r.stats.ponder_cost)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_poisoned_masked_examples_reach_no_gradient(backend):
+  # Masked examples are not computed, but the step runs on the whole batch: their
+  # NaN state (and, declared per example with independent_examples, inf inputs)
+  # must reach no gradient. Reference: the same batch without them.
+  params = _tanh_params(jnp.float32)
+  kx, ks = jax.random.split(jax.random.PRNGKey(5))
+  x, state = jax.random.normal(kx, (8, 3)), jax.random.normal(ks, (8, 5)) * 0.5
+  mask = jnp.array([False, True, True, False, True, True, False, True])  # example 0 too
+  poisoned_state = jnp.where(mask[:, None], state, jnp.nan)
+  poisoned_x = jnp.where(mask[:, None], x, jnp.inf) if backend == "compact" else x
+
+  def step_fn(params, state, x, step_index):
+    return PonderStep(*_tanh_cell(params, state, act_jax.with_first_step_flag(x, step_index)))
+
+  def loss(params, state, x, mask):
+    r = act_jax.ponder(step_fn, params, state, x, max_steps=6, mask=mask, **LOOPS[backend])
+    return _real_rows_loss(r, mask), r
+
+  (value, r), grads = jax.value_and_grad(loss, has_aux=True)(params, poisoned_state,
+                                                             poisoned_x, mask)
+  (ref_value, ref), ref_grads = jax.value_and_grad(loss, has_aux=True)(
+      params, state[mask], x[mask], jnp.ones(5, bool))
+  assert len(set(ref.stats.steps.tolist())) >= 2, ref.stats.steps
+  np.testing.assert_array_equal(r.stats.steps[mask], ref.stats.steps)
+  np.testing.assert_array_equal(r.stats.steps[~mask], 0)
+  np.testing.assert_allclose(r.state[mask], ref.state, rtol=1e-6, atol=1e-7)
+  np.testing.assert_allclose(value, ref_value, rtol=1e-6)
+  for name in params:
+    np.testing.assert_allclose(grads[name], ref_grads[name], rtol=1e-5, atol=2e-5,
+                               err_msg=name)
+
+
+@pytest.mark.parametrize("loop", ["while", "scan", "compact"])
+def test_poisoned_padding_of_a_sequence_reaches_no_gradient(loop):
+  # NaN and inf in a sequence's skipped steps: the gradients (the "while" backend's
+  # sequence VJP, the scan, compaction) equal those with zero padding.
+  params = _tanh_params(jnp.float32)
+  x = 2.0 * jax.random.normal(jax.random.PRNGKey(6), (6, 5, 3))
+  lengths = jnp.array([5, 2, 4, 1, 5, 3])
+  padding = ~act_jax.lengths_to_mask(lengths, 5)[..., None]
+  state = jnp.zeros((6, 5))
+
+  def step_fn(params, state, x, step_index):
+    return PonderStep(*_tanh_cell(params, state, act_jax.with_first_step_flag(x, step_index)))
+
+  def loss(params, x):
+    r = act_jax.ponder_sequence(step_fn, params, state, x, max_steps=6, lengths=lengths,
+                                chunk_steps=2, **LOOPS[loop])
+    return (jnp.sum(jnp.sin(r.outputs)) + jnp.sum(r.final_state ** 2)
+            + 0.3 * jnp.sum(r.stats.ponder_cost)), r.stats.steps
+
+  grad = jax.jit(jax.value_and_grad(loss, has_aux=True))
+  (value, steps), grads = grad(params, jnp.where(padding, jnp.array([jnp.nan, jnp.inf, 1.0]), x))
+  (ref_value, ref_steps), ref_grads = grad(params, jnp.where(padding, 0.0, x))
+  assert np.asarray(ref_steps).max() >= 2, ref_steps
+  np.testing.assert_array_equal(steps, ref_steps)
+  np.testing.assert_allclose(value, ref_value, rtol=1e-6)
+  for name in params:
+    np.testing.assert_allclose(grads[name], ref_grads[name], rtol=1e-5, atol=2e-5,
+                               err_msg=name)

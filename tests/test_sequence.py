@@ -88,8 +88,11 @@ def test_mask_and_lengths_agree_and_validate():
   with pytest.raises(ValueError, match="not both"):
     act_jax.ponder_sequence(STEP_FN, PARAMS, state, x, max_steps=M, lengths=lengths,
                             mask=jnp.ones((B, T), bool))
-  with pytest.raises(ValueError, match=r"lengths must have shape \[3\]"):
+  with pytest.raises(ValueError, match=r"lengths must be integer \[3\], got int32\[2\]"):
     act_jax.ponder_sequence(STEP_FN, PARAMS, state, x, max_steps=M, lengths=lengths[:2])
+  with pytest.raises(ValueError, match=r"lengths must be integer \[3\], got float32\[3\]"):
+    act_jax.ponder_sequence(STEP_FN, PARAMS, state, x, max_steps=M,
+                            lengths=jnp.asarray(lengths, jnp.float32))
   with pytest.raises(ValueError, match=r"\[batch, time, ...\]"):
     act_jax.ponder_sequence(STEP_FN, PARAMS, state, (x, x[:, :2]), max_steps=M)
 

@@ -220,3 +220,29 @@ def test_integer_inputs_get_no_gradient_and_params_match_scan(chunk_steps):
                g_while, g_scan)
   assert float(jnp.abs(g_while["embed"][4]).sum()) > 0
   np.testing.assert_array_equal(g_while["embed"][2], 0.0)  # token 2 never appears
+
+
+@pytest.mark.parametrize("independent_examples", [False, True])
+@pytest.mark.parametrize("over", ["one step", "sequence"])
+def test_higher_order_through_the_while_backend_is_one_clear_error(independent_examples, over):
+  state, x = _inputs(jax.random.PRNGKey(8), 4, "tanh")
+
+  def f(b):
+    params = {**TANH_PARAMS, "b": b}
+    if over == "one step":
+      r = _run(params, state, x, independent_examples=independent_examples)
+      return jnp.sum(r.state ** 2)
+    r = act_jax.ponder_sequence(TANH_STEP, params, state, jnp.stack([x, -x], 1), max_steps=8,
+                                independent_examples=independent_examples)
+    return jnp.sum(r.final_state ** 2)
+
+  b = TANH_PARAMS["b"]
+  assert np.all(np.isfinite(jax.grad(f)(b)))  # reverse mode works
+  for higher_order in (jax.hessian(f), jax.grad(lambda b: jnp.sum(jax.grad(f)(b) ** 2)),
+                       jax.jit(jax.jacfwd(jax.grad(f)))):
+    with pytest.raises(TypeError, match='reverse-mode only.*backend="scan"'):
+      higher_order(b)
+  with pytest.raises(TypeError, match="forward-mode"):  # JAX's own error for a custom VJP
+    jax.jvp(f, (b,), (b,))
+  scan_f = lambda b: jnp.sum(_run({**TANH_PARAMS, "b": b}, state, x, "scan").state ** 2)
+  assert np.all(np.isfinite(jax.hessian(scan_f)(b)))

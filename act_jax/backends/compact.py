@@ -12,7 +12,8 @@ Level ``k`` runs the ``"while"`` backend's differentiable segment
 (:func:`act_jax.backends.while_loop.run_segment`) until at most ``B_{k+1}``
 examples are still running; those are gathered into a batch of ``B_{k+1}``
 slots and pondering goes on there from the same ponder step (unused slots hold
-a copy of a real example, marked not running). The levels' halting states are
+a copy of a real example, :func:`act_jax.halting.stand_in`, marked not
+running). The levels' halting states are
 scattered back into the full batch on the way out. Each level's segment has its
 own custom VJP over the steps it took at its own batch size, and the gathers
 and scatters between levels are differentiated by JAX, so the backward pass
@@ -115,16 +116,17 @@ def _run_levels(step_fn, max_steps, threshold, record_budget, params, inputs,
                                              stop_count, params, inputs, carry, start_index)
   if len(sizes) == 1:
     return carry
-  # The running examples first. Unused slots hold a copy of example 0, so the
-  # step function only ever sees real states and inputs, but do not run, get no
-  # cotangent and are dropped on the way out (their index is out of range).
+  # The running examples first. Unused slots hold a stand-in (a copy of a real
+  # example), so the step function only ever sees real states and inputs, but do
+  # not run, get no cotangent and are dropped on the way out (their index is out
+  # of range).
   (index,) = jnp.nonzero(carry.running, size=sizes[1], fill_value=sizes[0])
   used = index < sizes[0]
-  take = lambda x: jnp.take(x, jnp.where(used, index, 0), axis=0)
-  smaller_carry = jax.tree.map(take, carry)
+  take = lambda x: jnp.take(x, index, axis=0, mode="clip")
+  smaller_carry, smaller_inputs = halting.stand_in(jax.tree.map(take, (carry, inputs)), used)
   smaller_carry = smaller_carry._replace(
       tally=smaller_carry.tally.at[:, halting.RUNNING].multiply(used))
   smaller = _run_levels(step_fn, max_steps, threshold, record_budget, params,
-                        jax.tree.map(take, inputs), smaller_carry, next_index, sizes[1:])
+                        smaller_inputs, smaller_carry, next_index, sizes[1:])
   return jax.tree.map(lambda full, part: full.at[index].set(part, mode="drop"), carry,
                       smaller)

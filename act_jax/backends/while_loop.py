@@ -143,6 +143,31 @@ def run_segment(step_fn: StepFn, max_steps: int, threshold: float, chunk_steps: 
                   carry, start_index)
 
 
+REVERSE_MODE_ONLY = (
+    'the "while" backend is reverse-mode only (jax.grad, jax.vjp); for forward mode '
+    '(jax.jvp, jax.jacfwd) or higher-order derivatives (jax.hessian, grad of grad) use '
+    'backend="scan"')
+
+
+@jax.custom_jvp
+def reverse_mode_only(tree: PyTree) -> PyTree:
+  """``tree`` unchanged, but differentiating it raises :data:`REVERSE_MODE_ONLY`.
+
+  The forward rules of the custom VJPs (this module's and
+  :mod:`act_jax.backends.while_sequence`'s) pass their inputs through it: a
+  forward rule is differentiated only when a derivative of the loop is
+  differentiated again (``jax.hessian``, grad of grad), and its backward rule,
+  made of while loops, cannot be.
+  """
+  return tree
+
+
+@reverse_mode_only.defjvp
+def _differentiated(primals, tangents):
+  del primals, tangents
+  raise TypeError(REVERSE_MODE_ONLY)
+
+
 class HoistedStepFn:
   """A closure-converted step function taking ``(params, consts)`` as params."""
 
@@ -320,6 +345,7 @@ def _segment_fwd(step_fn, max_steps, threshold, chunk, stop_count, params, input
                  start_index):
   (params, inputs, carry_in, start_index), (_, inputs_perturbed, _, _) = unwrap_primals(
       (params, inputs, carry_in, start_index))
+  params, inputs, carry_in = reverse_mode_only((params, inputs, carry_in))
   carry, end_index, record_state = _run_segment(
       step_fn, max_steps, threshold, chunk, stop_count, params, inputs, carry_in, start_index,
       inputs_diff=differentiable_leaves(inputs, inputs_perturbed))

@@ -141,6 +141,7 @@ def _sequence_fwd(step_fn, after_first_step, max_steps, threshold, remat, params
                   initial_state, inputs, mask):
   (params, initial_state, inputs, mask), (_, _, inputs_perturbed, _) = (
       while_loop.unwrap_primals((params, initial_state, inputs, mask)))
+  params, initial_state, inputs = while_loop.reverse_mode_only((params, initial_state, inputs))
   inputs_diff = step_pullback.differentiable_leaves(inputs, inputs_perturbed)
   final_state, per_step, (states, kept), structure = _scan_forward(
       step_fn, after_first_step, max_steps, threshold, params, initial_state, inputs, mask,
