@@ -110,7 +110,7 @@ def _second_step(step_fn, max_steps, threshold, params, inputs,
 
 def _past_step_two(step_fn, after_first_step, max_steps, threshold, params, inputs,
                    carry: halting.Halting) -> halting.Halting:
-  """Ponder step 2, then the loop from step 3 (every example halted: the state as it is)."""
+  """Ponder step 2, then the loop from step 3 (it takes no step once every example has halted)."""
   carry = _second_step(step_fn, max_steps, threshold, params, inputs, carry)
   return after_first_step(params, inputs, carry, start_index=2)
 
