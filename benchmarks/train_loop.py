@@ -19,7 +19,9 @@ one run, variants interleaved round by round:
   ``chunk_steps`` = M, which records every step as the Repeat-RNN does.
 * ``text_act_over_none``: the LM (LSTM 256, 100-byte windows, batch 16) with N
   forced to 1 (halting bias +30) / the no-ACT LM, both at the config's
-  defaults (no rematerialisation).
+  defaults (no rematerialisation). ``text_n15_act_over_none``: the same with
+  halting bias 4.6, just above logit(1 - epsilon) = 4.595, so that about half
+  the bytes take a second ponder step (N ~ 1.5) / the same no-ACT LM.
 * ``startup_s``, ``startup_cached_s``: ``python -m launch.train`` from process
   start to its first progress line (after the first training step), with an
   empty and then a warm compilation cache; medians over ``--startup_pairs``
@@ -151,6 +153,7 @@ def main() -> None:
       "parity_cap_full_record": _parity(40, halting_bias=-30.0, chunk_steps=100),
       "text_act": _text(80, halting_bias=30.0),
       "text_none": _text(80, mode="none"),
+      "text_n15_act": _text(80, halting_bias=4.6),
   }
   grads = {f"{name}_grad": bare_value_and_grad(loops[name])
            for name in ("parity_act", "parity_none")}
@@ -184,12 +187,13 @@ def main() -> None:
                                                   "parity_cap_repeat"),
       "none_loop_over_grad": ratio("parity_none", "parity_none_grad"),
       "text_act_over_none": ratio("text_act", "text_none"),
+      "text_n15_act_over_none": ratio("text_n15_act", "text_none"),
       "startup_s": statistics.median(p[0] for p in pairs),
       "startup_cached_s": statistics.median(p[1] for p in pairs),
       "startup_cached_over_uncached": statistics.median(p[1] / p[0] for p in pairs),
       "parity_act_steps_per_s": 1e3 / ms["parity_act"],
       "parity_act_mean_n": steps["parity_act"], "parity_cap_mean_n": steps["parity_cap_act"],
-      "text_act_mean_n": steps["text_act"],
+      "text_act_mean_n": steps["text_act"], "text_n15_act_mean_n": steps["text_n15_act"],
       "ms_per_step": ms, "rounds": args.rounds, "backend": jax.default_backend(),
   }
   for key, value in result.items():

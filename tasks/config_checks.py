@@ -32,7 +32,7 @@ RESUMABLE_CHANGES = frozenset(
 # them holds their default values (common.base_config).
 ADDED_FIELDS = ("num_networks", "taus", "distributed", "steps_per_call", "restore_step",
                 "independent_examples", "solved_at", "solved_evals", "weight_init", "remat",
-                "chunk_steps")
+                "chunk_steps", "grad_clip_norm")
 # Task options added after runs were saved, with the value those runs had.
 _ADDED_TASK_OPTIONS = {"text": {"check_sha1": True}}
 
@@ -110,6 +110,9 @@ def validate(config: ml_collections.ConfigDict, device_count: int | None = None)
     raise ConfigError(f"config.time_budget_minutes must be >= 0 (0: none), got {budget!r}")
   if not isinstance(config.learning_rate, (int, float)) or not config.learning_rate > 0:
     raise ConfigError(f"config.learning_rate must be > 0, got {config.learning_rate!r}")
+  clip = config.grad_clip_norm
+  if isinstance(clip, bool) or not isinstance(clip, (int, float)) or clip < 0:
+    raise ConfigError(f"config.grad_clip_norm must be >= 0 (0: no clipping), got {clip!r}")
   try:
     act_jax.check_time_penalty(config.tau)
     act_jax.check_ponder_config(config.max_steps, config.epsilon, config.backend)

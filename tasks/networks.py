@@ -205,16 +205,19 @@ def _stacked_generator(generate: Callable[..., Batch], batch_size: int,
 
 
 @functools.lru_cache(maxsize=None)
-def _adam(learning_rate: float) -> optax.GradientTransformation:
-  """One Adam per learning rate: equal optimizer graphdefs share compiled steps."""
-  return optax.adam(learning_rate)
+def make_optimizer(learning_rate: float, grad_clip_norm: float) -> optax.GradientTransformation:
+  """Adam, after clipping the gradient's global norm to ``grad_clip_norm`` if it is > 0;
+  one per setting, so that equal optimizer graphdefs share compiled steps."""
+  adam = optax.adam(learning_rate)
+  return optax.chain(optax.clip_by_global_norm(grad_clip_norm), adam) if grad_clip_norm else adam
 
 
 def _network(config: ml_collections.ConfigDict,
              task: Task) -> tuple[models.TaskModel, nnx.Optimizer]:
   """A freshly initialised model of ``config`` and its Adam optimizer."""
   model = build_model(config, task)
-  return model, nnx.Optimizer(model, _adam(config.learning_rate), wrt=nnx.Param)
+  return model, nnx.Optimizer(model, make_optimizer(config.learning_rate, config.grad_clip_norm),
+                              wrt=nnx.Param)
 
 
 def initial_networks(config: ml_collections.ConfigDict, task: Task,

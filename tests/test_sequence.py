@@ -133,7 +133,7 @@ SEQ_B, SEQ_T, SEQ_M = 8, 6, 7
 def _sequence_data(cell_name):
   # Biases that give each cell a spread of N from 1 to the cap.
   params = CELLS[cell_name][0](jax.random.PRNGKey(21),
-                               halting_bias={"tanh": 2.0, "lstm": 4.0}[cell_name])
+                               halting_bias={"tanh": 3.0, "lstm": 4.0}[cell_name])
   kx, ks, km = jax.random.split(jax.random.PRNGKey(22), 3)
   x = 3.0 * jax.random.normal(kx, (SEQ_B, SEQ_T, IN))
   state = jax.random.normal(ks, (SEQ_B, HID)) * 0.5
@@ -174,10 +174,11 @@ def test_sequence_while_matches_scan(cell_name, independent_examples, remat,
   ref_value, ref_steps, ref_grads = run(backend="scan")
   steps = np.asarray(steps)
   np.testing.assert_array_equal(steps, ref_steps)
-  # The data exercise masked steps, halting at step 1, several steps, the cap, and
-  # an input step with no example past ponder step 1.
+  # The data exercise masked steps, halting at step 1, several steps, the cap, an
+  # input step with no example past ponder step 1, and one with none past step 2.
   assert {0, 1, SEQ_M} <= set(steps.ravel().tolist()) and np.any((steps > 1) & (steps < SEQ_M))
   assert np.any(np.all(steps <= 1, axis=0))
+  assert np.any(np.max(steps, axis=0) == 2)
   np.testing.assert_allclose(value, ref_value, rtol=1e-5)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5),
                grads, ref_grads)

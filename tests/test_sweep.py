@@ -138,6 +138,28 @@ def test_text_sweep_is_the_papers_learning_rate_at_equal_steps():
       (1e-4, 10_000)}
 
 
+def test_text_halting_sweep_crosses_the_papers_knobs_then_the_deviations():
+  loaded = trials.load_sweep("launch/sweeps/text_halting.py")
+  assert loaded.config == "tasks/configs/text.py"
+  act = [t.overrides for t in loaded.trials if t.overrides.get("mode", "act") == "act"]
+  assert [(t.overrides["mode"], t.overrides["learning_rate"]) for t in loaded.trials[:2]] == [
+      ("none", 1e-4), ("none", 3e-4)]
+  taus = {1e-3, 6e-3, 1e-2, 3e-2, 1e-1}
+  grid = {(o["learning_rate"], o["halting_bias"], o["tau"]) for o in act if len(o) == 7}
+  assert grid == {(lr, bias, tau) for lr in (1e-4, 3e-4) for bias in (1.0, -1.0, -3.0)
+                  for tau in taus}
+  deviations = [o for o in act if len(o) == 8]  # one deviation each, at the paper's settings
+  assert len(act) == 30 + len(deviations) and len(deviations) == 10
+  assert {(o["learning_rate"], o["halting_bias"]) for o in deviations} == {(1e-4, 1.0)}
+  assert {(o.get("grad_clip_norm"), o.get("max_steps"), o["tau"]) for o in deviations} == (
+      {(1.0, None, tau) for tau in taus} | {(None, 10, tau) for tau in taus})
+  assert len({t.id for t in loaded.trials}) == len(loaded.trials)
+  assert all(t.overrides["num_steps"] == 2_000 for t in loaded.trials)
+  for trial in loaded.trials:  # every override is a field of the config, parsed as launch.train does
+    config = _parse_config_flags(loaded.config, trials.override_args(trial.overrides))
+    assert {field: config[field] for field in trial.overrides} == trial.overrides
+
+
 @pytest.mark.parametrize("task", ["addition", "sort"])
 def test_downsized_sweeps_are_act_and_no_act_with_two_seeds(task):
   loaded = trials.load_sweep(f"launch/sweeps/{task}_downsized.py")

@@ -13,7 +13,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from tasks import config_checks, stopping, train
+from tasks import config_checks, networks, stopping, train
 from tasks.configs import addition, logic, parity, sort
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -146,6 +146,7 @@ def test_sigterm_and_the_time_budget_are_stop_requests():
     ("max_steps", 0, "max_steps.*got 0"),
     ("mode", "sometimes", "mode.*'sometimes'"),
     ("learning_rate", 0.0, "learning_rate.*0.0"),
+    ("grad_clip_norm", -1.0, "grad_clip_norm must be >= 0.*-1.0"),
     ("time_budget_minutes", -1.0, "time_budget_minutes.*-1.0"),
     ("solved_at", -0.5, "solved_at.*-0.5"),
     ("solved_evals", 0, "solved_evals.*got 0"),
@@ -162,6 +163,22 @@ def test_bad_config_is_a_clear_error(field, value, message, tmp_path):
   with pytest.raises(config_checks.ConfigError, match=message):
     train.train_and_evaluate(config, str(tmp_path))
   assert not (tmp_path / "checkpoints").exists()  # nothing ran
+
+
+@pytest.mark.parametrize("grad_clip_norm", [0.0, 1.0])
+def test_grad_clip_norm_scales_the_gradient_down_before_adam(grad_clip_norm):
+  # Adam is invariant to one gradient's scale but not to two gradients' ratio: clipped
+  # to norm 1, a gradient of norm 100 must act as the same direction at norm 1.
+  small = {"w": np.array([0.6, 0.8], np.float32)}  # norm 1
+  large = {"w": 100.0 * small["w"]}
+  tx = networks.make_optimizer(0.1, grad_clip_norm)
+
+  def second_update(first):
+    _, state = tx.update(first, tx.init(small))
+    return tx.update(small, state)[0]["w"]
+
+  same = np.allclose(second_update(large), second_update(small), rtol=1e-6)
+  assert same == (grad_clip_norm == 1.0)
 
 
 def test_bad_task_option_and_workdir(tmp_path):

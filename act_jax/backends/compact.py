@@ -91,15 +91,16 @@ def ponder(step_fn: StepFn, max_steps: int, threshold: float, params: PyTree, st
 
 def after_first_step(step_fn: StepFn, max_steps: int, threshold: float, chunk_steps: int,
                      first_step_flag_only: bool, params: PyTree, inputs: PyTree,
-                     carry: halting.Halting) -> halting.Halting:
-  """Ponder steps 2, 3, ... from the halting state after step 1, on ever smaller
-  batches, until every example has halted; differentiable (reverse mode)."""
+                     carry: halting.Halting, start_index: int = 1) -> halting.Halting:
+  """Ponder steps ``start_index + 1``, ... (2, 3, ... by default) from the halting
+  state after ``start_index`` steps, on ever smaller batches, until every example
+  has halted; differentiable (reverse mode)."""
   split = loop_invariant.hoist_loop_invariants(
       while_loop.later_steps_fn(step_fn, first_step_flag_only), params, carry.state, inputs,
-      jnp.int32(1))
+      jnp.int32(start_index))
   sizes = level_sizes(carry.tally.shape[0], SHRINK)  # read at trace time
   return _run_levels(split.step_fn, max_steps, threshold, chunk_steps * sizes[0], split.shared,
-                     split.per_example, carry, jnp.int32(1), sizes)
+                     split.per_example, carry, jnp.int32(start_index), sizes)
 
 
 def _run_levels(step_fn, max_steps, threshold, record_budget, params, inputs,

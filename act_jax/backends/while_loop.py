@@ -66,15 +66,16 @@ def ponder(step_fn: StepFn, max_steps: int, threshold: float, params: PyTree, st
 
 def after_first_step(step_fn: StepFn, max_steps: int, threshold: float, chunk_steps: int,
                      first_step_flag_only: bool, params: PyTree, inputs: PyTree,
-                     carry: halting.Halting) -> halting.Halting:
-  """Ponder steps 2, 3, ... from the halting state after step 1, until every
-  example has halted; differentiable (reverse mode) as :func:`run_segment`.
-  What the steps compute from ``params`` and ``inputs`` alone is computed once,
-  before the loop (see :mod:`act_jax.backends.loop_invariant`)."""
+                     carry: halting.Halting, start_index: int = 1) -> halting.Halting:
+  """Ponder steps ``start_index + 1``, ... (2, 3, ... by default) from the halting
+  state after ``start_index`` steps, until every example has halted;
+  differentiable (reverse mode) as :func:`run_segment`. What the steps compute
+  from ``params`` and ``inputs`` alone is computed once, before the loop (see
+  :mod:`act_jax.backends.loop_invariant`)."""
   split = hoist_loop_invariants(later_steps_fn(step_fn, first_step_flag_only), params,
-                                carry.state, inputs, jnp.int32(1))
+                                carry.state, inputs, jnp.int32(start_index))
   return run_segment(split.step_fn, max_steps, threshold, chunk_steps, 0, split.shared,
-                     split.per_example, carry, jnp.int32(1))[0]
+                     split.per_example, carry, jnp.int32(start_index))[0]
 
 
 def later_steps_fn(step_fn: StepFn, first_step_flag_only: bool) -> StepFn:

@@ -9,15 +9,17 @@ language model whose examples mostly halt at step 1 that doubled the cost of
 a training step. Here the sequence is differentiated at once:
 
 * forward: a scan over input steps running each one's ponder loop without
-  recording; it keeps the state entering each input step and, unless
-  ``remat``, the pullback residuals of its first ponder step (what a plain RNN
-  keeps for its one step);
+  recording (ponder steps 1 and 2 as straight-line code, the loop from step 3
+  only if an example still runs); it keeps the state entering each input step,
+  the largest N of its batch and, unless ``remat``, the pullback residuals of
+  its first ponder step (what a plain RNN keeps for its one step);
 * backward: a reverse scan over input steps that carries the parameter
   cotangent. Each input step backpropagates through its first ponder step
   (from the kept residuals, or recomputed) and adds into that carry; only where
-  an example ran past step 1 does a ``lax.cond`` branch run ponder steps 2, 3,
-  ... again with recording and backpropagate through them (the ``"while"`` or
-  compacting loop's own VJP, Eqs. 14-20).
+  an example ran past step 1 does a ``lax.switch`` branch run ponder steps 2,
+  3, ... again and backpropagate through them: step 2 alone as straight-line
+  code (plain autodiff) where no example ran past it, otherwise step 2 and
+  the ``"while"`` or compacting loop's own VJP from step 3 (Eqs. 14-20).
 
 An input step where every example halts at step 1 costs a plain RNN step plus
 the halting arithmetic, forward and backward. Memory: ``O(T * state)`` with
@@ -99,6 +101,30 @@ def _after_step_one(max_steps, threshold, state, mask, step_out: PonderStep) -> 
   return halting.advance(carry, step_out, jnp.int32(0), max_steps, threshold)
 
 
+def _second_step(step_fn, max_steps, threshold, params, inputs,
+                 carry: halting.Halting) -> halting.Halting:
+  """Ponder step 2 (Eqs. 5-9) as straight-line code, from the halting state after step 1."""
+  out = step_fn(params, carry.state, inputs, jnp.int32(1))
+  return halting.advance(carry, out, jnp.int32(1), max_steps, threshold)
+
+
+def _past_step_two(step_fn, after_first_step, max_steps, threshold, params, inputs,
+                   carry: halting.Halting) -> halting.Halting:
+  """Ponder step 2, then the loop from step 3 (it takes no step once every example has halted)."""
+  carry = _second_step(step_fn, max_steps, threshold, params, inputs, carry)
+  return after_first_step(params, inputs, carry, start_index=2)
+
+
+def _after_step_one_forward(step_fn, after_first_step, max_steps, threshold, params, inputs,
+                            carry: halting.Halting) -> halting.Halting:
+  """Ponder steps 2, 3, ... in the forward pass: step 2 as straight-line code,
+  the loop only if an example still runs after it."""
+  carry = _second_step(step_fn, max_steps, threshold, params, inputs, carry)
+  return jax.lax.cond(jnp.any(carry.running),
+                      functools.partial(after_first_step, params, inputs, start_index=2),
+                      lambda carry: carry, carry)
+
+
 def _scan_forward(step_fn, after_first_step, max_steps, threshold, params, initial_state,
                   inputs, mask, keep_first_step: bool, inputs_diff: tuple[bool, ...] | None):
   """The forward scan; per input step it also returns the state entering it and,
@@ -118,7 +144,9 @@ def _scan_forward(step_fn, after_first_step, max_steps, threshold, params, initi
     else:
       step_out, kept = step_fn(params, state, x, jnp.int32(0)), ()
     carry = _after_step_one(max_steps, threshold, state, mask_t, step_out)
-    carry = jax.lax.cond(jnp.any(carry.running), functools.partial(after_first_step, params, x),
+    carry = jax.lax.cond(jnp.any(carry.running),
+                         functools.partial(_after_step_one_forward, step_fn, after_first_step,
+                                           max_steps, threshold, params, x),
                          lambda carry: carry, carry)
     result = halting.finish(carry, state)
     return result.state, (result.output, result.stats, state, kept)
@@ -147,7 +175,9 @@ def _sequence_fwd(step_fn, after_first_step, max_steps, threshold, remat, params
       step_fn, after_first_step, max_steps, threshold, params, initial_state, inputs, mask,
       keep_first_step=not remat, inputs_diff=inputs_diff)
   static = while_loop.Static((structure.get("plan"), inputs_diff))
-  return (final_state, per_step), (params, inputs, mask, states, kept, static)
+  steps = per_step[1].steps
+  most_steps = jnp.max(jnp.reshape(steps, (steps.shape[0], -1)), axis=1)  # the largest N per t
+  return (final_state, per_step), (params, inputs, mask, states, kept, most_steps, static)
 
 
 def _float0_like(x) -> np.ndarray:
@@ -157,7 +187,7 @@ def _float0_like(x) -> np.ndarray:
 def _sequence_bwd(step_fn, after_first_step, max_steps, threshold, remat, residuals, cts):
   """Backpropagates through the input steps, last first, carrying ``dL/ds_t`` and
   the parameter cotangent summed so far."""
-  params, inputs, mask, states, kept, static = residuals
+  params, inputs, mask, states, kept, most_steps, static = residuals
   plan, inputs_diff = static.value
   ct_final_state, (ct_outputs, ct_stats) = while_loop.instantiate_zeros(cts)
   params_diff, merge_params = step_pullback.split_differentiable(params)
@@ -166,7 +196,7 @@ def _sequence_bwd(step_fn, after_first_step, max_steps, threshold, remat, residu
 
   def input_step(carry, xs):
     ct_state, ct_params = carry
-    x, mask_t, state, kept_t, ct_output, ct_remainder, ct_probs = xs
+    x, mask_t, state, kept_t, most_steps_t, ct_output, ct_remainder, ct_probs = xs
     x_diff, merge_inputs = step_pullback.split_differentiable(x, inputs_diff)
     if remat:
       lin, step_plan = step_pullback.linearize_step(step_fn, params, state, x, jnp.int32(0),
@@ -177,10 +207,11 @@ def _sequence_bwd(step_fn, after_first_step, max_steps, threshold, remat, residu
     pullback = step_plan.rebuild(stored, params, state, x, jnp.int32(0), step_out.state)
     carry_1 = _after_step_one(max_steps, threshold, state, mask_t, step_out)
 
-    def later_steps(ct_params):  # steps 2, 3, ... ran: re-run them recording, backpropagate
+    def later_steps(rest, ct_params):
+      """Steps 2, 3, ... ran (``rest``): re-run them recording, backpropagate."""
       def after_step_one_to_finish(p_diff, x_diff, s, out):
         carry = _after_step_one(max_steps, threshold, s, mask_t, out)
-        carry = after_first_step(merge_params(p_diff), merge_inputs(x_diff), carry)
+        carry = rest(merge_params(p_diff), merge_inputs(x_diff), carry)
         return halting.finish(carry, s)
 
       _, vjp = jax.vjp(after_step_one_to_finish, params_diff, x_diff, state, step_out)
@@ -204,8 +235,15 @@ def _sequence_bwd(step_fn, after_first_step, max_steps, threshold, remat, residu
           ct_state, state)
       return ct_params, jax.tree.map(jnp.zeros_like, x_diff), d_state, d_step_out
 
-    ct_params, d_inputs, d_state, d_step_out = jax.lax.cond(
-        jnp.any(carry_1.running), later_steps, halted, ct_params)
+    # Every example halted at step 1; at step 2 at the latest (straight-line code,
+    # plain autodiff); or some ran on (the loop's VJP).
+    branches = (halted,
+                functools.partial(later_steps, functools.partial(
+                    _second_step, step_fn, max_steps, threshold)),
+                functools.partial(later_steps, functools.partial(
+                    _past_step_two, step_fn, after_first_step, max_steps, threshold)))
+    ct_params, d_inputs, d_state, d_step_out = jax.lax.switch(
+        jnp.clip(most_steps_t - 1, 0, 2), branches, ct_params)
     d_params_1, d_state_1, d_inputs_1 = pullback(d_step_out)
     ct_params = jax.tree.map(add, ct_params, d_params_1)
     ct_state = jax.tree.map(lambda d, d_1: d + d_1.astype(d.dtype), d_state, d_state_1)
@@ -214,7 +252,8 @@ def _sequence_bwd(step_fn, after_first_step, max_steps, threshold, remat, residu
   zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, accumulate_in(p)), params_diff)
   (ct_initial_state, ct_params), ct_inputs_diff = jax.lax.scan(
       input_step, (ct_final_state, zeros),
-      (inputs, mask, states, kept, ct_outputs, ct_stats.remainder, ct_stats.halting_probs),
+      (inputs, mask, states, kept, most_steps, ct_outputs, ct_stats.remainder,
+       ct_stats.halting_probs),
       reverse=True)
   return (while_loop.cotangent_of(params, jax.tree.leaves(ct_params)), ct_initial_state,
           while_loop.cotangent_of(inputs, ct_inputs_diff, inputs_diff), _float0_like(mask))

@@ -37,6 +37,9 @@ def base_config() -> ml_collections.ConfigDict:
   # Training.
   config.tau = 1e-3  # time penalty
   config.learning_rate = 1e-3  # the paper: 1e-4 with 16 Hogwild threads (variant "paper")
+  # > 0: each network's gradient is scaled down to at most this global norm before Adam
+  # (a deviation: the paper does not clip); 0: no clipping.
+  config.grad_clip_norm = 0.0
   config.batch_size = 16
   config.num_steps = 100_000
   # > 0: stop after this much training time (several processes: the first to run out stops all)
