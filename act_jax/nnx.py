@@ -21,6 +21,7 @@ from flax import nnx
 
 from act_jax import cells
 from act_jax import ponder_loop
+from act_jax import pondernet
 from act_jax import sequence as sequence_lib
 
 
@@ -48,6 +49,10 @@ class AdaptiveComputationTime(nnx.Module):
   the first-step flag. With ``independent_examples=True`` (a one-axis batch;
   every Flax recurrent cell treats examples independently) the ponder loop
   compacts the batch as examples halt; see :func:`act_jax.ponder`.
+  ``halting_rule="pondernet"`` halts by PonderNet's rule (``halting=`` of
+  :func:`act_jax.ponder`); with ``step_loss`` and ``targets`` the calls also
+  return PonderNet's expected loss ``sum_n p_n L(y_n)``, the output layer then
+  applied inside the loop to each step's output.
 
   Attributes:
     cell: the wrapped NNX cell.
@@ -68,9 +73,11 @@ class AdaptiveComputationTime(nnx.Module):
       backend: ponder_loop.Backend = "while",
       chunk_steps: int = ponder_loop.DEFAULT_CHUNK_STEPS,
       independent_examples: bool = False,
+      halting_rule: ponder_loop.HaltingRule = "act",
       rngs: nnx.Rngs,
   ):
     ponder_loop.check_ponder_config(max_steps, epsilon, backend, independent_examples)
+    pondernet.check_halting_rule(halting_rule)
     cell_in = getattr(cell, "in_features", None)
     if not isinstance(cell_in, int) or cell_in < 2:
       raise ValueError(
@@ -85,6 +92,7 @@ class AdaptiveComputationTime(nnx.Module):
     self.backend = backend
     self.chunk_steps = chunk_steps
     self.independent_examples = independent_examples
+    self.halting_rule = halting_rule
     self.halting_reads = halting_reads
     halting_in = jax.eval_shape(halting_reads, zero_carry(cell, (1,))).shape[-1]
     self.halting = nnx.Linear(
@@ -107,6 +115,20 @@ class AdaptiveComputationTime(nnx.Module):
   def _project(self, mean_cell_output: jax.Array) -> jax.Array:
     return mean_cell_output if self.output is None else self.output(mean_cell_output)
 
+  def _loop_args(self, inputs: Any, targets: Any, step_loss: pondernet.StepLoss | None):
+    """The step function, its params and inputs, and what maps the loop's output to
+    the result's: the mean field projected after the loop, or, with ``step_loss``,
+    ``(y, sum_n p_n L(y_n))`` with the output layer applied per step."""
+    step_fn, params = self._step_fn_and_params()
+    output_def, output_params = (None, None) if self.output is None else nnx.split(self.output)
+    with_loss = cells.step_loss_args(
+        step_fn, params, inputs, targets, step_loss,
+        None if output_def is None else functools.partial(apply_merged, output_def),
+        output_params)
+    if with_loss is None:
+      return step_fn, params, inputs, self._project
+    return (*with_loss, unchanged)
+
   def _check_features(self, inputs: jax.Array) -> None:
     """ValueError unless the last axis of ``inputs`` is the cell's input size minus the flag."""
     features = inputs.shape[-1] if inputs.ndim else None
@@ -116,25 +138,30 @@ class AdaptiveComputationTime(nnx.Module):
           f"{self.in_features} input features + 1 first-step flag; for {features} input "
           f"features build the cell with in_features={features} + 1")
 
-  def __call__(self, carry: Any, inputs: jax.Array, *, mask: jax.Array | None = None):
+  def __call__(self, carry: Any, inputs: jax.Array, *, mask: jax.Array | None = None,
+               targets: Any = None, step_loss: pondernet.StepLoss | None = None):
     """One input step: ``(s_{t-1}, x_t) -> (s_t, (y_t, stats))``.
 
     Args:
       carry: ``s_{t-1}``, the cell's carry for the batch.
       inputs: ``x_t``, ``[*batch, in_features]`` (without the flag).
       mask: optional bool ``batch_shape``; False skips an example.
+      targets: with ``step_loss``: what it compares each step's output with.
+      step_loss: optional ``step_loss(y_n, targets) -> batch_shape`` loss; see
+        :func:`act_jax.pondernet.with_step_loss`.
 
     Returns:
-      ``(s_t, (y_t, stats))`` with ``stats`` an :class:`act_jax.PonderStats`.
+      ``(s_t, (y_t, stats))`` with ``stats`` an :class:`act_jax.PonderStats`;
+      with ``step_loss``, ``y_t`` is ``(y_t, sum_n p_n L(y_n))``.
     """
     self._check_features(inputs)
-    step_fn, params = self._step_fn_and_params()
+    step_fn, params, inputs, finish = self._loop_args(inputs, targets, step_loss)
     result = ponder_loop.ponder(step_fn, params, carry, inputs, max_steps=self.max_steps,
                                epsilon=self.epsilon, mask=mask, backend=self.backend,
                                chunk_steps=self.chunk_steps,
                                independent_examples=self.independent_examples,
-                               first_step_flag_only=True)
-    return result.state, (self._project(result.output), result.stats)
+                               first_step_flag_only=True, halting=self.halting_rule)
+    return result.state, (finish(result.output), result.stats)
 
   def ponder_sequence(
       self,
@@ -144,10 +171,14 @@ class AdaptiveComputationTime(nnx.Module):
       mask: jax.Array | None = None,
       lengths: jax.Array | None = None,
       remat: bool = True,
+      targets: Any = None,
+      step_loss: pondernet.StepLoss | None = None,
   ) -> sequence_lib.SequenceResult:
     """ACT over ``inputs`` ``[batch, time, in_features]`` from a zero state.
 
-    See :func:`act_jax.ponder_sequence`; ``outputs`` are the output layer's.
+    See :func:`act_jax.ponder_sequence`; ``outputs`` are the output layer's
+    (with ``step_loss`` and ``targets``, leaves ``[batch, time, ...]``:
+    ``(y_t, sum_n p_n L(y_n))``, see :meth:`__call__`).
     """
     if inputs.ndim < 3:
       raise ValueError(
@@ -155,10 +186,15 @@ class AdaptiveComputationTime(nnx.Module):
     self._check_features(inputs)
     if initial_carry is None:
       initial_carry = self.initialize_carry(inputs.shape[:1])
-    step_fn, params = self._step_fn_and_params()
+    step_fn, params, inputs, finish = self._loop_args(inputs, targets, step_loss)
     result = sequence_lib.ponder_sequence(
         step_fn, params, initial_carry, inputs, max_steps=self.max_steps,
         epsilon=self.epsilon, mask=mask, lengths=lengths, backend=self.backend,
         chunk_steps=self.chunk_steps, independent_examples=self.independent_examples,
-        first_step_flag_only=True, remat=remat)
-    return result._replace(outputs=self._project(result.outputs))
+        first_step_flag_only=True, remat=remat, halting=self.halting_rule)
+    return result._replace(outputs=finish(result.outputs))
+
+
+def unchanged(outputs: Any) -> Any:
+  """The loop's output as the result's (it is already the output layer's)."""
+  return outputs

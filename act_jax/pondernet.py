@@ -85,6 +85,16 @@ def check_prior(lambda_p: Any) -> None:
     raise ValueError(f"lambda_p must be a real number in (0, 1), got {lambda_p!r}")
 
 
+def check_beta(beta: Any) -> None:
+  """Raises ``ValueError`` naming the value unless ``beta`` is a real number >= 0
+  (traced values are not checked)."""
+  if isinstance(beta, jax.core.Tracer):
+    return
+  if isinstance(beta, bool) or not isinstance(beta, (numbers.Real, jax.Array)) or not (
+      float(beta) >= 0.0):
+    raise ValueError(f"beta must be a real number >= 0, got {beta!r}")
+
+
 def step_weights(logit: jax.Array, cumulative: jax.Array, running: jax.Array, last: jax.Array,
                  threshold: float) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
   """PonderNet's halting weight for one step (P1-P3), in ``cumulative``'s dtype.
@@ -213,9 +223,7 @@ def kl_penalty(stats: PonderStats, beta: jax.typing.ArrayLike, lambda_p: float,
   Returns:
     A scalar in the halting dtype.
   """
-  if not isinstance(beta, jax.core.Tracer) and (
-      isinstance(beta, bool) or not float(beta) >= 0.0):
-    raise ValueError(f"beta must be a real number >= 0, got {beta!r}")
+  check_beta(beta)
   kl = kl_divergence(stats, lambda_p)
   if mask is not None:
     kl = jnp.where(jnp.asarray(mask), kl, 0.0)
