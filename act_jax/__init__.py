@@ -9,6 +9,9 @@ The functional core needs only JAX:
   examples halt.
 * :func:`ponder_sequence` runs it over a sequence of input steps.
 * :func:`ponder_penalty` is the ``tau * P`` term of the loss.
+* ``halting="pondernet"`` on :func:`ponder` and :func:`ponder_sequence`
+  selects PonderNet's halting rule (Banino et al. 2021) under the same loops;
+  its loss terms and evaluation rules are in :mod:`act_jax.pondernet`.
 
 Flax wrappers live in :mod:`act_jax.nnx` (NNX) and :mod:`act_jax.linen`;
 ACT over depth (Universal Transformer style) in :mod:`act_jax.depth`.

@@ -17,11 +17,13 @@ rather than one per quantity.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
+from act_jax import pondernet
 from act_jax.ponder_types import PonderResult, PonderStats, PonderStep, PyTree
 
 MIN_HALTING_DTYPE = jnp.float32  # the narrowest dtype the halting arithmetic runs in
@@ -143,9 +145,68 @@ def initial_halting(step_out: PonderStep, state: PyTree, mask: jax.Array,
   )
 
 
+def act_step_weights(logit: jax.Array, cumulative: jax.Array, running: jax.Array,
+                     last: jax.Array, threshold: float
+                     ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+  """ACT's halting weight for one step (Eqs. 5-8, 13), in ``cumulative``'s dtype.
+
+  Args:
+    logit: the halting logit of step ``n``, in the halting dtype.
+    cumulative: ``sum_{k<n} h^k``.
+    running: whether the example takes step ``n``.
+    last: whether ``n = M``.
+    threshold: ``1 - epsilon``.
+
+  Returns:
+    ``p^n`` (0 where not running), whether the example halts at ``n``, the
+    cumulative sum handed on (unchanged where it halts or does not run) and
+    ``R = 1 - sum_{k<n} h^k``. A NaN logit halts at once with a NaN remainder.
+  """
+  h = jax.nn.sigmoid(logit)  # Eq. 5
+  halts = running & (~(cumulative + h < threshold) | last)  # Eqs. 7, 13; NaN halts
+  remainder = jnp.where(jnp.isnan(h), jnp.nan, 1.0 - cumulative)  # Eq. 8
+  p = jnp.where(halts, remainder, jnp.where(running, h, 0.0))  # Eq. 6
+  return p, halts, jnp.where(running & ~halts, cumulative + h, cumulative), remainder
+
+
+def act_backward_step(grad_p: jax.Array, p: jax.Array, grad_cumulative: jax.Array,
+                      cumulative: jax.Array, running: jax.Array, is_last: jax.Array,
+                      at_cap: jax.Array, grad_remainder: jax.Array
+                      ) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Backpropagates ACT's weights through step ``n`` (the ``"while"`` backends).
+
+  With ``g_n = dL/dp^n`` (Eq. 17) and ``a = dL/dc`` for the cumulative sum
+  ``c`` handed on: at the halting step ``a = -(g_N + dL/dR)`` (``p^N = R = 1 -
+  c_{N-1}``); for ``n < N``, ``dL/dh^n = g_n + a`` (Eq. 19), and 0 at ``N``
+  (Eq. 20). ``a`` is the same for every ``n < N``, since ``c`` is a plain sum.
+  The signature is :func:`act_jax.pondernet.backward_step`'s.
+
+  Returns:
+    ``dL/dlogit^n`` (0 where not running or at ``N``), ``a`` and ``cumulative``
+    (unused by ACT, handed back unchanged).
+  """
+  del at_cap
+  grad_cumulative = jnp.where(is_last, -(grad_p + grad_remainder), grad_cumulative)
+  grad_h = jnp.where(running & ~is_last, grad_p + grad_cumulative, 0.0)  # Eqs. 19-20
+  return grad_h * p * (1.0 - p), grad_cumulative, cumulative  # p^n = h^n where grad_h != 0
+
+
+def rule_for(threshold: float) -> tuple[Callable[..., tuple], Callable[..., tuple]]:
+  """The halting rule's per-step weights and their backward pass:
+  :func:`act_step_weights` and :func:`act_backward_step` for a plain ``1 -
+  epsilon``, PonderNet's (:mod:`act_jax.pondernet`) for a
+  :class:`~act_jax.pondernet.PonderNetThreshold`."""
+  if pondernet.is_pondernet(threshold):
+    return pondernet.step_weights, pondernet.backward_step
+  return act_step_weights, act_backward_step
+
+
 def advance(carry: Halting, step_out: PonderStep, step_index: jax.Array, max_steps: int,
             threshold: float) -> Halting:
   """Accounts for ponder step ``n = step_index + 1`` (Eqs. 5-9, 13).
+
+  ``threshold`` is ``1 - epsilon``; its type selects the halting rule's
+  weights (:func:`rule_for`), the rest is shared.
 
   Only running examples add to the mean fields (selected, not multiplied by a
   zero weight, so a NaN or inf computed for a halted or masked example stays
@@ -154,12 +215,11 @@ def advance(carry: Halting, step_out: PonderStep, step_index: jax.Array, max_ste
   goes on unaffected.
   """
   dtype = carry.tally.dtype
-  h = jax.nn.sigmoid(step_out.halting_logit.astype(dtype))  # Eq. 5
-  running, cumulative = carry.running, carry.cumulative
-  halts = running & (~(cumulative + h < threshold)  # Eq. 7; NaN halts
-                     | (step_index == max_steps - 1))  # Eq. 13
-  remainder = jnp.where(jnp.isnan(h), jnp.nan, 1.0 - cumulative)  # Eq. 8
-  p = jnp.where(halts, remainder, jnp.where(running, h, 0.0))  # Eq. 6
+  running = carry.running
+  weights, _ = rule_for(threshold)
+  p, halts, cumulative, remainder = weights(
+      step_out.halting_logit.astype(dtype), carry.cumulative, running,
+      step_index == max_steps - 1, threshold)
 
   def accumulate(total, leaf):  # Eq. 9
     return jnp.where(expand(running, total), total + expand(p, total) * leaf.astype(dtype),
@@ -170,8 +230,7 @@ def advance(carry: Halting, step_out: PonderStep, step_index: jax.Array, max_ste
                          step_out.state, carry.state),
       state_sum=jax.tree.map(accumulate, carry.state_sum, step_out.state),
       output_sum=jax.tree.map(accumulate, carry.output_sum, step_out.output),
-      tally=make_tally(jnp.where(running & ~halts, cumulative + h, cumulative),
-                       jnp.where(halts, remainder, carry.remainder),
+      tally=make_tally(cumulative, jnp.where(halts, remainder, carry.remainder),
                        jnp.where(halts, step_index + 1, carry.tally[..., STEPS]),
                        running & ~halts, dtype),
       halting_probs=jax.lax.dynamic_update_index_in_dim(carry.halting_probs, p, step_index,

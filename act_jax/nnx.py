@@ -21,6 +21,7 @@ from flax import nnx
 
 from act_jax import cells
 from act_jax import ponder_loop
+from act_jax import pondernet
 from act_jax import sequence as sequence_lib
 
 
@@ -48,6 +49,10 @@ class AdaptiveComputationTime(nnx.Module):
   the first-step flag. With ``independent_examples=True`` (a one-axis batch;
   every Flax recurrent cell treats examples independently) the ponder loop
   compacts the batch as examples halt; see :func:`act_jax.ponder`.
+  ``halting_rule="pondernet"`` halts by PonderNet's rule (``halting=`` of
+  :func:`act_jax.ponder`); with ``step_loss`` and ``targets`` the calls also
+  return PonderNet's expected loss ``sum_n p_n L(y_n)``, the output layer then
+  applied inside the loop to each step's output.
 
   Args:
     cell: an NNX recurrent cell (``SimpleCell``, ``LSTMCell``,
@@ -76,6 +81,8 @@ class AdaptiveComputationTime(nnx.Module):
       (None: from their inputs and parameters), as for ``nnx.Linear``.
     param_dtype: the dtype of their parameters (float32; float64 for a
       float64 model).
+    halting_rule: ``"act"`` (Graves' halting, the default) or ``"pondernet"``
+      (Banino et al.'s); see ``halting=`` of :func:`act_jax.ponder`.
     rngs: the random streams that initialise the halting unit and the output
       layer.
 
@@ -100,9 +107,11 @@ class AdaptiveComputationTime(nnx.Module):
       independent_examples: bool = False,
       dtype: jnp.dtype | None = None,
       param_dtype: jnp.dtype = jnp.float32,
+      halting_rule: ponder_loop.HaltingRule = "act",
       rngs: nnx.Rngs,
   ):
     ponder_loop.check_ponder_config(max_steps, epsilon, backend, independent_examples)
+    pondernet.check_halting_rule(halting_rule)
     cell_in = getattr(cell, "in_features", None)
     if not isinstance(cell_in, int) or cell_in < 2:
       raise ValueError(
@@ -117,6 +126,7 @@ class AdaptiveComputationTime(nnx.Module):
     self.backend = backend
     self.chunk_steps = chunk_steps
     self.independent_examples = independent_examples
+    self.halting_rule = halting_rule
     self.halting_reads = halting_reads
     halting_in = jax.eval_shape(halting_reads, zero_carry(cell, (1,))).shape[-1]
     self.halting = nnx.Linear(
@@ -141,6 +151,20 @@ class AdaptiveComputationTime(nnx.Module):
   def _project(self, mean_cell_output: jax.Array) -> jax.Array:
     return mean_cell_output if self.output is None else self.output(mean_cell_output)
 
+  def _loop_args(self, inputs: Any, targets: Any, step_loss: pondernet.StepLoss | None):
+    """The step function, its params and inputs, and what maps the loop's output to
+    the result's: the mean field projected after the loop, or, with ``step_loss``,
+    ``(y, sum_n p_n L(y_n))`` with the output layer applied per step."""
+    step_fn, params = self._step_fn_and_params()
+    output_def, output_params = (None, None) if self.output is None else nnx.split(self.output)
+    with_loss = cells.step_loss_args(
+        step_fn, params, inputs, targets, step_loss,
+        None if output_def is None else functools.partial(apply_merged, output_def),
+        output_params)
+    if with_loss is None:
+      return step_fn, params, inputs, self._project
+    return (*with_loss, unchanged)
+
   def _check_features(self, inputs: jax.Array) -> None:
     """ValueError unless the last axis of ``inputs`` is the cell's input size minus the flag."""
     features = inputs.shape[-1] if inputs.ndim else None
@@ -150,25 +174,30 @@ class AdaptiveComputationTime(nnx.Module):
           f"{self.in_features} input features + 1 first-step flag; for {features} input "
           f"features build the cell with in_features={features} + 1")
 
-  def __call__(self, carry: Any, inputs: jax.Array, *, mask: jax.Array | None = None):
+  def __call__(self, carry: Any, inputs: jax.Array, *, mask: jax.Array | None = None,
+               targets: Any = None, step_loss: pondernet.StepLoss | None = None):
     """One input step: ``(s_{t-1}, x_t) -> (s_t, (y_t, stats))``.
 
     Args:
       carry: ``s_{t-1}``, the cell's carry for the batch.
       inputs: ``x_t``, ``[*batch, in_features]`` (without the flag).
       mask: optional bool ``batch_shape``; False skips an example.
+      targets: with ``step_loss``: what it compares each step's output with.
+      step_loss: optional ``step_loss(y_n, targets) -> batch_shape`` loss; see
+        :func:`act_jax.pondernet.with_step_loss`.
 
     Returns:
-      ``(s_t, (y_t, stats))`` with ``stats`` an :class:`act_jax.PonderStats`.
+      ``(s_t, (y_t, stats))`` with ``stats`` an :class:`act_jax.PonderStats`;
+      with ``step_loss``, ``y_t`` is ``(y_t, sum_n p_n L(y_n))``.
     """
     self._check_features(inputs)
-    step_fn, params = self._step_fn_and_params()
+    step_fn, params, inputs, finish = self._loop_args(inputs, targets, step_loss)
     result = ponder_loop.ponder(step_fn, params, carry, inputs, max_steps=self.max_steps,
                                epsilon=self.epsilon, mask=mask, backend=self.backend,
                                chunk_steps=self.chunk_steps,
                                independent_examples=self.independent_examples,
-                               first_step_flag_only=True)
-    return result.state, (self._project(result.output), result.stats)
+                               first_step_flag_only=True, halting=self.halting_rule)
+    return result.state, (finish(result.output), result.stats)
 
   def ponder_sequence(
       self,
@@ -178,6 +207,8 @@ class AdaptiveComputationTime(nnx.Module):
       mask: jax.Array | None = None,
       lengths: jax.Array | None = None,
       remat: bool = True,
+      targets: Any = None,
+      step_loss: pondernet.StepLoss | None = None,
   ) -> sequence_lib.SequenceResult:
     """ACT over ``inputs`` ``[batch, time, in_features]`` from a zero state.
 
@@ -189,9 +220,14 @@ class AdaptiveComputationTime(nnx.Module):
         of ``mask``).
       remat: recompute in the backward pass instead of keeping (memory
         against time); see :func:`act_jax.ponder_sequence`.
+      targets: with ``step_loss``, the targets ``[batch, time, ...]`` that
+        PonderNet's per-step loss reads.
+      step_loss: ``(y_n, targets) -> per-example loss``; see :meth:`__call__`.
 
     Returns:
-      See :func:`act_jax.ponder_sequence`; ``outputs`` are the output layer's.
+      See :func:`act_jax.ponder_sequence`; ``outputs`` are the output layer's
+      (with ``step_loss`` and ``targets``, leaves ``[batch, time, ...]``:
+      ``(y_t, sum_n p_n L(y_n))``, see :meth:`__call__`).
     """
     if inputs.ndim < 3:
       raise ValueError(
@@ -199,10 +235,15 @@ class AdaptiveComputationTime(nnx.Module):
     self._check_features(inputs)
     if initial_carry is None:
       initial_carry = self.initialize_carry(inputs.shape[:1])
-    step_fn, params = self._step_fn_and_params()
+    step_fn, params, inputs, finish = self._loop_args(inputs, targets, step_loss)
     result = sequence_lib.ponder_sequence(
         step_fn, params, initial_carry, inputs, max_steps=self.max_steps,
         epsilon=self.epsilon, mask=mask, lengths=lengths, backend=self.backend,
         chunk_steps=self.chunk_steps, independent_examples=self.independent_examples,
-        first_step_flag_only=True, remat=remat)
-    return result._replace(outputs=self._project(result.outputs))
+        first_step_flag_only=True, remat=remat, halting=self.halting_rule)
+    return result._replace(outputs=finish(result.outputs))
+
+
+def unchanged(outputs: Any) -> Any:
+  """The loop's output as the result's (it is already the output layer's)."""
+  return outputs

@@ -38,12 +38,14 @@ from typing import Any, Literal
 import jax
 import jax.numpy as jnp
 
-from act_jax import halting
+from act_jax import halting, pondernet
+from act_jax.halting import stand_in  # ponder's own argument `halting` hides the module
 from act_jax.backends import compact, scan, while_loop
+from act_jax.pondernet import HaltingRule
 from act_jax.ponder_types import PonderResult, PonderStats, PonderStep, PyTree, StepFn
 
-__all__ = ["BACKENDS", "DEFAULT_CHUNK_STEPS", "Backend", "PonderResult", "PonderStats",
-           "PonderStep", "PyTree", "StepFn", "check_ponder_config", "ponder",
+__all__ = ["BACKENDS", "DEFAULT_CHUNK_STEPS", "Backend", "HaltingRule", "PonderResult",
+           "PonderStats", "PonderStep", "PyTree", "StepFn", "check_ponder_config", "ponder",
            "with_first_step_flag"]
 
 Backend = Literal["while", "scan"]
@@ -104,6 +106,7 @@ def ponder(
     chunk_steps: int = DEFAULT_CHUNK_STEPS,
     independent_examples: bool = False,
     first_step_flag_only: bool = False,
+    halting: HaltingRule = "act",
 ) -> PonderResult:
   """Runs ACT for one input step over a batch (Graves 2016, Eqs. 3-13).
 
@@ -161,6 +164,13 @@ def ponder(
       loop-invariant and computed once, not per step. A step function that
       reads the index otherwise (a depth embedding) gives wrong results with
       it. The ``"scan"`` backend computes the same values either way.
+    halting: the halting rule: ``"act"`` (above) or ``"pondernet"``
+      (Banino et al. 2021, :mod:`act_jax.pondernet`): ``p^n = lambda_n
+      prod_{j<n} (1 - lambda_j)`` with ``lambda_n = sigmoid(logit^n)`` and
+      ``lambda_M = 1``, halting once ``sum_{k<=n} p^k >= 1 - epsilon`` (the
+      mass left out is ``stats.remainder``). Same backends, compaction and
+      outputs; the result's weighted sums are PonderNet's expectations under
+      ``p``.
 
   Returns:
     A :class:`PonderResult`.
@@ -173,9 +183,10 @@ def ponder(
                                       epsilon=epsilon, backend=backend,
                                       chunk_steps=chunk_steps,
                                       independent_examples=independent_examples,
-                                      first_step_flag_only=first_step_flag_only)
+                                      first_step_flag_only=first_step_flag_only,
+                                      halting_rule=halting)
   if mask is not None and independent_examples:  # inputs are per example: masked too
-    inputs = halting.stand_in(inputs, checked_mask)
+    inputs = stand_in(inputs, checked_mask)
   mask = checked_mask
   if backend == "scan":
     return scan.ponder(step_fn, max_steps, threshold, params, state, inputs, mask)
@@ -187,11 +198,14 @@ def ponder(
 def checked_step_call(step_fn: StepFn, params: PyTree, state: PyTree, inputs: PyTree,
                       mask: jax.typing.ArrayLike | None, *, max_steps: int, epsilon: float,
                       backend: Any, chunk_steps: Any, independent_examples: Any,
-                      first_step_flag_only: Any) -> tuple[float, jax.Array]:
+                      first_step_flag_only: Any, halting_rule: Any = "act"
+                      ) -> tuple[float, jax.Array]:
   """Checks the arguments of :func:`ponder` (raising ``ValueError`` naming the
   bad value) and returns the threshold ``1 - epsilon`` in the halting dtype
-  and the mask (all True if ``mask`` is None)."""
+  (a :class:`~act_jax.pondernet.PonderNetThreshold` for ``halting_rule=
+  "pondernet"``) and the mask (all True if ``mask`` is None)."""
   check_ponder_config(max_steps, epsilon, backend, independent_examples)
+  pondernet.check_halting_rule(halting_rule)
   if isinstance(chunk_steps, bool) or not isinstance(chunk_steps, numbers.Integral) or (
       chunk_steps < 1):
     raise ValueError(f"chunk_steps must be an integer >= 1, got {chunk_steps!r}")
@@ -209,7 +223,10 @@ def checked_step_call(step_fn: StepFn, params: PyTree, state: PyTree, inputs: Py
           f"{mask.dtype}{list(mask.shape)}")
   if independent_examples:
     _check_independent_examples(batch_shape, inputs)
-  return halting.threshold_for(epsilon, halting.halting_dtype(step_out)), mask
+  threshold = halting.threshold_for(epsilon, halting.halting_dtype(step_out))
+  if halting_rule == "pondernet":
+    threshold = pondernet.PonderNetThreshold(threshold)
+  return threshold, mask
 
 
 def _check_independent_examples(batch_shape: tuple[int, ...], inputs: PyTree) -> None:

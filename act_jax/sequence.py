@@ -64,6 +64,7 @@ def ponder_sequence(
     independent_examples: bool = False,
     first_step_flag_only: bool = False,
     remat: bool = True,
+    halting: ponder_loop.HaltingRule = "act",
 ) -> SequenceResult:
   """Runs ACT over a batch of input sequences (Graves 2016, Eqs. 3-13 per step).
 
@@ -97,6 +98,12 @@ def ponder_sequence(
       instead of 1.34x a plain LSTM's training step); otherwise rematerialise
       each input step's whole ponder loop. The default saves memory; turn it
       off where a plain RNN's memory fits.
+    halting: the halting rule, ``"act"`` or ``"pondernet"`` (see
+      :func:`act_jax.ponder`); the state handed to the next input step is the
+      ``p``-weighted sum of the states under either. PonderNet runs one
+      :func:`act_jax.ponder` per input step (its weights depend on the halting
+      unit even where every example halts at step 1, which the ``"while"``
+      backend's whole-sequence VJP treats as ACT's constant ``p^1 = 1``).
 
   Returns:
     A :class:`SequenceResult`.
@@ -135,8 +142,9 @@ def ponder_sequence(
   threshold, _ = ponder_loop.checked_step_call(
       step_fn, params, initial_state, first_inputs, mask[0], max_steps=max_steps,
       epsilon=epsilon, backend=backend, chunk_steps=chunk_steps,
-      independent_examples=independent_examples, first_step_flag_only=first_step_flag_only)
-  sequence_vjp = backend == "while" and time_steps > 1
+      independent_examples=independent_examples, first_step_flag_only=first_step_flag_only,
+      halting_rule=halting)
+  sequence_vjp = backend == "while" and time_steps > 1 and halting == "act"
   if sequence_vjp:
     step, consts = while_sequence.hoist(step_fn, params, initial_state, first_inputs)
     sequence_vjp = not (independent_examples and consts)
@@ -155,7 +163,7 @@ def ponder_sequence(
                                  epsilon=epsilon, mask=mask_t, backend=backend,
                                  chunk_steps=chunk_steps,
                                  independent_examples=independent_examples,
-                                 first_step_flag_only=first_step_flag_only)
+                                 first_step_flag_only=first_step_flag_only, halting=halting)
       return result.state, (result.output, result.stats)
 
     final_state, per_step = jax.lax.scan(jax.checkpoint(one_step) if remat else one_step,

@@ -351,26 +351,29 @@ def _segment_fwd(step_fn, max_steps, threshold, chunk, stop_count, params, input
       step_fn, max_steps, threshold, chunk, stop_count, params, inputs, carry_in, start_index,
       inputs_diff=differentiable_leaves(inputs, inputs_perturbed))
   residuals = (params, inputs, carry_in.state, carry_in.running, record_state, start_index,
-               end_index, carry.steps, carry.halting_probs)
+               end_index, carry.steps, carry.halting_probs, carry.cumulative)
   return (carry, end_index), residuals
 
 
 def _segment_bwd(step_fn, max_steps, threshold, chunk, stop_count, residuals, cts):
   """Backpropagates through the steps taken, last to first (Eqs. 14-20).
 
-  With ``g_p^n = dL/dp^n`` (Eq. 17): for an example that halts in the segment
-  at step ``N``, ``dL/dh^n = g_p^n - g_p^N - dL/dR`` for ``n < N`` (Eq. 19) and
-  0 for ``n = N`` (Eq. 20); for one still running when the segment stops,
-  ``dL/dh^n = g_p^n + dL/dc`` with ``c`` the cumulative sum it hands on. Both
-  are ``g_p^n - last_grad_p``, and ``dL/dc_in = -last_grad_p``. The state
+  With ``g_p^n = dL/dp^n`` (Eq. 17), the halting rule's backward step
+  (:func:`act_jax.halting.rule_for`) turns ``g_p^n`` and ``a = dL/dc``, for the
+  cumulative halting sum ``c`` (``dL/dc`` of the ``c`` handed on when the
+  segment stops, so ``dL/dc_in`` at the start), into the halting logit's
+  cotangent: for ACT, ``dL/dh^n = g_p^n - g_p^N - dL/dR`` for ``n < N``
+  (Eq. 19) and 0 for ``n = N`` (Eq. 20); for PonderNet see
+  :func:`act_jax.pondernet.backward_step`. The state
   ``s^n`` receives ``p^n dL/d(state_sum)`` plus what flows back from step
   ``n + 1``. Each step's pullback is rebuilt from recorded residuals: the
   forward pass's for the first chunk of steps, and for each later chunk (last
   first) residuals recomputed from its checkpoint.
   """
-  del max_steps, threshold, stop_count
+  del stop_count
   (params, inputs, state_in, running_in, record_state, start_index, end_index, steps,
-   probs) = residuals
+   probs, cumulative_out) = residuals
+  _, halting_backward = halting.rule_for(threshold)
   ct, _ = instantiate_zeros(cts)
   first_chunk, checkpoints, static = record_state
   plan, logit_dtype, inputs_diff = static.value
@@ -401,7 +404,7 @@ def _segment_bwd(step_fn, max_steps, threshold, chunk, stop_count, residuals, ct
 
   def backward_step(step_index, buffers, carry):
     """Backpropagates through step ``step_index``, recorded at its chunk slot."""
-    ct_state, ct_params, ct_inputs, last_grad_p = carry
+    ct_state, ct_params, ct_inputs, (grad_cumulative, cumulative) = carry
     slot = (step_index - start_index) % chunk
     at_slot = lambda k: lambda buf: jax.lax.dynamic_index_in_dim(buf, k, keepdims=False)
     stored_buffers, state_buffers, output_buffers = buffers
@@ -416,9 +419,9 @@ def _segment_bwd(step_fn, max_steps, threshold, chunk, stop_count, residuals, ct
     grad_p = (halting.per_example_dot(ct.state_sum, states, batch_ndim, dtype)  # Eq. 17
               + halting.per_example_dot(ct.output_sum, outputs, batch_ndim, dtype)
               + at_step(ct.halting_probs))
-    last_grad_p = jnp.where(is_last, grad_p + ct.remainder, last_grad_p)
-    grad_h = jnp.where(running & ~is_last, grad_p - last_grad_p, 0.0)  # Eqs. 19-20
-    grad_logit = grad_h * p * (1.0 - p)  # p^n = h^n wherever grad_h != 0
+    grad_logit, grad_cumulative, cumulative = halting_backward(
+        grad_p, p, grad_cumulative, cumulative, running, is_last,
+        step_index == max_steps - 1, ct.remainder)
 
     def to_step(g, later, like):  # dL/ds^n, dL/dy^n; zero where not running
       total = halting.expand(p, like) * g.astype(dtype) + later
@@ -435,7 +438,7 @@ def _segment_bwd(step_fn, max_steps, threshold, chunk, stop_count, residuals, ct
     add = lambda acc, d: acc + d.astype(dtype)
     return (jax.tree.map(frozen, d_state, ct_state),
             jax.tree.map(add, ct_params, d_params), jax.tree.map(add, ct_inputs, d_inputs),
-            last_grad_p)
+            (grad_cumulative, cumulative))
 
   def backward_chunk(buffers, start, stop, carry):
     """Backpropagates through steps ``stop - 1`` down to ``start``."""
@@ -460,7 +463,7 @@ def _segment_bwd(step_fn, max_steps, threshold, chunk, stop_count, residuals, ct
   # The frozen state handed on receives ct.state at the step that produced it.
   carry = (jax.tree.map(lambda g: g.astype(dtype), ct.state),
            jax.tree.map(zeros, params_diff), jax.tree.map(zeros, inputs_diff_leaves),
-           -ct.cumulative)
+           (ct.cumulative, cumulative_out))
   if jax.tree.leaves(checkpoints)[0].shape[0] > 1:  # some steps may be past the first chunk
     num_chunks = (end_index - start_index + chunk - 1) // chunk
 
@@ -471,7 +474,7 @@ def _segment_bwd(step_fn, max_steps, threshold, chunk, stop_count, residuals, ct
       return carry
 
     carry = jax.lax.cond(num_chunks > 1, later_chunks, lambda carry: carry, carry)
-  ct_state_in, ct_params, ct_inputs, last_grad_p = backward_chunk(
+  ct_state_in, ct_params, ct_inputs, (grad_cumulative_in, _) = backward_chunk(
       first_chunk, start_index, jnp.minimum(start_index + chunk, end_index), carry)
   columns = jnp.arange(probs.shape[-1])
   written = (columns >= start_index) & (columns < end_index)
@@ -479,7 +482,7 @@ def _segment_bwd(step_fn, max_steps, threshold, chunk, stop_count, residuals, ct
       state=jax.tree.map(lambda g, like: g.astype(like.dtype), ct_state_in, state_in),
       state_sum=ct.state_sum,
       output_sum=ct.output_sum,
-      tally=halting.make_tally(-last_grad_p, jnp.where(halts_here, 0.0, ct.remainder), 0.0,
+      tally=halting.make_tally(grad_cumulative_in, jnp.where(halts_here, 0.0, ct.remainder), 0.0,
                                0.0, dtype),
       halting_probs=jnp.where(written, 0.0, ct.halting_probs))
   return (cotangent_of(params, ct_params), cotangent_of(inputs, ct_inputs, inputs_diff),
