@@ -38,6 +38,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import act_jax
+from act_jax import pondernet
 from tasks import checkpoints, evaluation, models, networks, solved
 from tasks.config_checks import ConfigError, check_finite
 from tasks.configs import common
@@ -54,7 +55,7 @@ RESUMABLE_CHANGES = frozenset(
 # them holds their default values (common.base_config).
 _ADDED_FIELDS = ("num_networks", "taus", "distributed", "steps_per_call", "restore_step",
                  "independent_examples", "solved_at", "solved_evals", "weight_init", "remat",
-                 "chunk_steps")
+                 "chunk_steps", "halting", "beta", "lambda_p")
 # Task options added after runs were saved, with the value those runs had.
 _ADDED_TASK_OPTIONS = {"text": {"check_sha1": True}}
 
@@ -99,8 +100,13 @@ def validate(config: ml_collections.ConfigDict) -> Task:
   try:
     act_jax.check_time_penalty(config.tau)
     act_jax.check_ponder_config(config.max_steps, config.epsilon, config.backend)
+    pondernet.check_halting_rule(config.halting)
+    pondernet.check_beta(config.beta)
+    pondernet.check_prior(config.lambda_p)
   except ValueError as e:
     raise ConfigError(f"config: {e}") from e
+  if config.halting == "pondernet" and config.mode != "act":
+    raise ConfigError(f"config.halting='pondernet' needs config.mode='act', got {config.mode!r}")
   if config.mode not in models.MODES:
     raise ConfigError(f"config.mode must be one of {models.MODES}, got {config.mode!r}")
   if config.cell not in models.CELLS:
@@ -219,12 +225,24 @@ def _metric_names(metric: str) -> tuple[str, ...]:
 
 
 def _loss_fn(model: models.TaskModel, batch: Batch, tau: jax.Array, metric: str):
-  out = model(batch.inputs, batch.input_mask)
+  """ACT: task loss + tau * ponder cost. PonderNet: the expected task loss
+  ``sum_n p_n L(y_n)`` + beta * KL (``tau`` unused); mistakes, bits per
+  character and the metrics' ``task_loss`` of the p-weighted mean logits."""
+  if model.halting == "pondernet":
+    out = model(batch.inputs, batch.input_mask, targets=(batch.targets, batch.target_mask),
+                step_loss=evaluation.step_target_loss)
+  else:
+    out = model(batch.inputs, batch.input_mask)
   losses, wrong = evaluation.target_terms(out.logits, batch)
   task_loss = jnp.sum(losses, axis=(1, 2))
-  loss = jnp.mean(task_loss)
-  if model.mode == "act":
-    loss = loss + act_jax.ponder_penalty(out.stats.ponder_cost, tau, batch.input_mask)
+  if model.halting == "pondernet":
+    loss = jnp.mean(jnp.sum(out.expected_loss, axis=1)) + pondernet.kl_penalty(
+        out.stats, model.beta, model.lambda_p, batch.input_mask)
+  elif model.mode == "act":
+    loss = jnp.mean(task_loss) + act_jax.ponder_penalty(out.stats.ponder_cost, tau,
+                                                        batch.input_mask)
+  else:
+    loss = jnp.mean(task_loss)
   steps, ponder = evaluation.ponder_terms(out.stats, batch)
   metrics = {"task_loss": jnp.mean(task_loss), "mean_steps": jnp.mean(steps),
              "mean_ponder": jnp.mean(ponder)}
@@ -695,8 +713,11 @@ def _results(config: ml_collections.ConfigDict, task: Task, step: int, taus: Seq
       {**summary, "figure": (figure.pooled if i is None else figure.networks[i])}
       if figure else summary)
   solved = lambda step: {"solved_step": step} if config.solved_at > 0 else {}
+  pondernet_prior = ({"beta": config.beta, "lambda_p": config.lambda_p}
+                     if config.halting == "pondernet" else {})
   return {"task": config.task, "step": step, "tau": float(np.mean(taus)),
-          "act": config.mode == "act", "mode": config.mode, "metric": task.metric,
+          "act": config.mode == "act", "mode": config.mode, "halting": config.halting,
+          **pondernet_prior, "metric": task.metric,
           "difficulty": task.difficulty,
           **solved(None if None in solved_steps else max(solved_steps)),
           **with_figure(result.pooled, None),
@@ -724,7 +745,13 @@ def summary_table(results: Mapping[str, Any]) -> str:
   metric = results.get("metric", "sequence_error")
   members = results.get("networks", [])
   ensemble = len(members) > 1
-  setting = f"{len(members)} networks, mean" if ensemble else f"tau={results['tau']:g}"
+  if results.get("halting") == "pondernet":
+    setting = f"PonderNet, beta={results['beta']:g}, lambda_p={results['lambda_p']:g}"
+  else:
+    setting = f"tau={results['tau']:g}"
+  if ensemble:
+    setting = f"{len(members)} networks, mean" + (
+        f", {setting}" if results.get("halting") == "pondernet" else "")
   lines = [f"{results['task']} ({results['mode']}, {setting}) after {results['step']} steps, "
            "held-out stream: " + _metric_line(results, metric)]
   if "solved_step" in results:
