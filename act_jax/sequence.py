@@ -20,7 +20,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from act_jax import halting, ponder_loop
+from act_jax import ponder_loop
+from act_jax.halting import stand_in  # the argument `halting` (the rule) hides the module
 from act_jax.backends import while_sequence
 
 PyTree = ponder_loop.PyTree
@@ -135,7 +136,7 @@ def ponder_sequence(
         f"mask must be bool [{batch_size}, {time_steps}], got {mask.dtype}{list(mask.shape)}")
 
   if padded:  # the step function runs on skipped steps too: it sees a stand-in there
-    inputs = halting.stand_in(inputs, mask)
+    inputs = stand_in(inputs, mask)
   time_major = lambda x: jnp.swapaxes(x, 0, 1)
   inputs, mask = jax.tree.map(time_major, inputs), time_major(mask)
   first_inputs = jax.tree.map(lambda x: x[0], inputs)

@@ -18,6 +18,7 @@ import jax
 import ml_collections
 
 import act_jax
+from act_jax import pondernet
 from tasks import models, networks
 from tasks.configs import common
 from tasks.registry import Task, get_task
@@ -32,7 +33,7 @@ RESUMABLE_CHANGES = frozenset(
 # them holds their default values (common.base_config).
 ADDED_FIELDS = ("num_networks", "taus", "distributed", "steps_per_call", "restore_step",
                 "independent_examples", "solved_at", "solved_evals", "weight_init", "remat",
-                "chunk_steps", "grad_clip_norm")
+                "chunk_steps", "grad_clip_norm", "halting", "beta", "lambda_p")
 # Task options added after runs were saved, with the value those runs had.
 _ADDED_TASK_OPTIONS = {"text": {"check_sha1": True}}
 
@@ -116,8 +117,13 @@ def validate(config: ml_collections.ConfigDict, device_count: int | None = None)
   try:
     act_jax.check_time_penalty(config.tau)
     act_jax.check_ponder_config(config.max_steps, config.epsilon, config.backend)
+    pondernet.check_halting_rule(config.halting)
+    pondernet.check_beta(config.beta)
+    pondernet.check_prior(config.lambda_p)
   except ValueError as e:
     raise ConfigError(f"config: {e}") from e
+  if config.halting == "pondernet" and config.mode != "act":
+    raise ConfigError(f"config.halting='pondernet' needs config.mode='act', got {config.mode!r}")
   if config.mode not in models.MODES:
     raise ConfigError(f"config.mode must be one of {models.MODES}, got {config.mode!r}")
   if config.cell not in models.CELLS:

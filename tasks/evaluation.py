@@ -6,6 +6,11 @@ network; the training loop scores its stacked networks with
 :func:`evaluate_networks` (the held-out stream) and :func:`evaluate_figure`
 (the paper's difficulty figure's examples).
 
+With ``config.halting="pondernet"`` the training loss is PonderNet's expected
+loss (:func:`step_target_loss` per ponder step), while the metrics here score
+the ``p``-weighted mean of the steps' logits, as for ACT, not the logits of a
+sampled or most likely halting step (:mod:`act_jax.pondernet` has those rules).
+
 Sequence error counts only sequences that have a target: addition's length-1
 sequences have none, and are left out of every sequence-level number
 (``unscored_sequences`` says how many there were).
@@ -31,19 +36,35 @@ from tasks.data import Batch, text
 from tasks.registry import BITS_PER_CHARACTER, BatchSource, get_task
 
 
-def target_terms(logits: jax.Array, batch: Batch):
-  """Per-target losses (nats) and mistakes ``[B, T, slots]``, zero off target."""
-  b, t, slots = batch.targets.shape
-  logits = logits.reshape(b, t, slots, -1)
+def _slot_terms(logits: jax.Array, targets: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Per-slot losses (nats) and predictions; ``logits`` is ``targets.shape + (classes,)``
+  (one sigmoid unit for binary targets)."""
   if logits.shape[-1] == 1:  # binary: sigmoid unit, binary cross-entropy
     logit = logits[..., 0]
-    losses = optax.sigmoid_binary_cross_entropy(logit, batch.targets.astype(jnp.float32))
-    predictions = (logit > 0).astype(jnp.int32)
-  else:
-    losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch.targets)
-    predictions = jnp.argmax(logits, axis=-1)
+    losses = optax.sigmoid_binary_cross_entropy(logit, targets.astype(jnp.float32))
+    return losses, (logit > 0).astype(jnp.int32)
+  losses = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+  return losses, jnp.argmax(logits, axis=-1)
+
+
+def target_terms(logits: jax.Array, batch: Batch):
+  """Per-target losses (nats) and mistakes ``[B, T, slots]``, zero off target."""
+  losses, predictions = _slot_terms(logits.reshape(batch.targets.shape + (-1,)), batch.targets)
   on_target = batch.target_mask[..., None]
   return jnp.where(on_target, losses, 0.0), on_target & (predictions != batch.targets)
+
+
+def step_target_loss(logits: jax.Array, targets: tuple[jax.Array, jax.Array]) -> jax.Array:
+  """One ponder step's loss per example, ``[B]``: the summed per-target losses of
+  :func:`target_terms` for one input step (PonderNet's ``L(y_n)``).
+
+  Args:
+    logits: the step's logits ``[B, outputs]``.
+    targets: the input step's targets ``[B, slots]`` and target mask ``[B]``.
+  """
+  labels, on_target = targets
+  losses, _ = _slot_terms(logits.reshape(labels.shape + (-1,)), labels)
+  return jnp.sum(jnp.where(on_target[:, None], losses, 0.0), axis=-1)
 
 
 def sequence_errors(wrong: jax.Array, batch: Batch) -> tuple[jax.Array, jax.Array]:

@@ -13,13 +13,14 @@ training loop treats them alike.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 import act_jax
+from act_jax import pondernet
 from act_jax.nnx import AdaptiveComputationTime, zero_carry
 from act_jax.ponder_loop import DEFAULT_CHUNK_STEPS
 
@@ -34,10 +35,12 @@ WEIGHT_INITS = ("flax", "tf_glorot")
 
 
 class ModelOutput(NamedTuple):
-  """Per-step logits ``[batch, time, outputs]`` and the ponder statistics."""
+  """Per-step logits ``[batch, time, outputs]`` and the ponder statistics; with a
+  per-step loss (PonderNet), ``expected_loss`` ``[batch, time]``: ``sum_n p_n L(y_n)``."""
 
   logits: jax.Array
   stats: act_jax.PonderStats
+  expected_loss: jax.Array | None = None
 
 
 class TaskModel(nnx.Module):
@@ -52,6 +55,9 @@ class TaskModel(nnx.Module):
     mode: ``"act"``, ``"none"`` or ``"repeat"``.
     repeats: updates per input for ``mode="repeat"``.
     max_steps, epsilon, halting_bias, backend: ACT settings (``mode="act"``).
+    halting: the halting rule with ``mode="act"``: ``"act"`` or ``"pondernet"``.
+    beta, lambda_p: PonderNet's regulariser ``beta * KL(p || geometric(lambda_p))``
+      (``halting="pondernet"``), read by the training loss.
     weight_init: one of :data:`WEIGHT_INITS`; ``"tf_glorot"`` needs ``cell="tanh"``.
     independent_examples: compact the ponder loop's batch as examples halt
       (``mode="act"``; every cell here treats examples independently; see
@@ -68,7 +74,8 @@ class TaskModel(nnx.Module):
                mode: str, repeats: int, max_steps: int, epsilon: float,
                halting_bias: float, backend: str, independent_examples: bool = True,
                remat: bool = False, chunk_steps: int = DEFAULT_CHUNK_STEPS,
-               weight_init: str = "flax", rngs: nnx.Rngs):
+               weight_init: str = "flax", halting: str = "act", beta: float = 0.01,
+               lambda_p: float = 0.2, rngs: nnx.Rngs):
     if cell not in CELLS:
       raise ValueError(f"unknown cell {cell!r}; known cells: {sorted(CELLS)}")
     if mode not in MODES:
@@ -80,6 +87,8 @@ class TaskModel(nnx.Module):
     if weight_init == "tf_glorot" and cell != "tanh":
       raise ValueError(f"weight_init='tf_glorot' is defined for the tanh cell, got cell={cell!r}")
     self.mode = mode
+    self.halting = halting if mode == "act" else "act"
+    self.beta, self.lambda_p = beta, lambda_p
     self.input_size = input_size
     self.remat = remat
     self.repeats = {"act": 0, "none": 1, "repeat": repeats}[mode]
@@ -92,7 +101,7 @@ class TaskModel(nnx.Module):
       self.act = AdaptiveComputationTime(
           recurrent, out_features=output_size, max_steps=max_steps, epsilon=epsilon,
           halting_bias_init=halting_bias, backend=backend, chunk_steps=chunk_steps,
-          independent_examples=independent_examples, rngs=rngs)
+          independent_examples=independent_examples, halting_rule=halting, rngs=rngs)
     else:
       self.cell = recurrent
       self.output = nnx.Linear(hidden_size, output_size, rngs=rngs)
@@ -102,16 +111,25 @@ class TaskModel(nnx.Module):
       if mode == "act":
         _tf_default_init(self.act.halting, rngs, bias=False)
 
-  def __call__(self, inputs: jax.Array, input_mask: jax.Array) -> ModelOutput:
-    """Runs the network over ``inputs`` (``[B, T, D]`` or tokens ``[B, T]``) from a zero state."""
+  def __call__(self, inputs: jax.Array, input_mask: jax.Array, *, targets: Any = None,
+               step_loss: pondernet.StepLoss | None = None) -> ModelOutput:
+    """Runs the network over ``inputs`` (``[B, T, D]`` or tokens ``[B, T]``) from a zero state.
+
+    With ``step_loss`` and ``targets`` (leaves ``[B, T, ...]``; ``mode="act"``)
+    each ponder step's logits are scored inside the loop: ``expected_loss``.
+    """
     if jnp.issubdtype(inputs.dtype, jnp.integer):
       inputs = jax.nn.one_hot(inputs, self.input_size)
     if self.mode == "act":
       # Rematerialising input steps saves memory only across several of them; for one
       # (parity, logic) it would just run the forward pass twice.
       result = self.act.ponder_sequence(inputs, mask=input_mask,
-                                        remat=self.remat and inputs.shape[1] > 1)
-      return ModelOutput(result.outputs, result.stats)
+                                        remat=self.remat and inputs.shape[1] > 1,
+                                        targets=targets, step_loss=step_loss)
+      if step_loss is None:
+        return ModelOutput(result.outputs, result.stats)
+      logits, expected_loss = result.outputs
+      return ModelOutput(logits, result.stats, expected_loss)
     return self._fixed_steps(inputs, input_mask)
 
   def _fixed_steps(self, inputs: jax.Array, input_mask: jax.Array) -> ModelOutput:

@@ -55,7 +55,8 @@ def build_model(config: ml_collections.ConfigDict, task: Task) -> models.TaskMod
       repeats=config.repeats, max_steps=config.max_steps, epsilon=config.epsilon,
       halting_bias=config.halting_bias, backend=config.backend,
       independent_examples=config.independent_examples, remat=config.remat,
-      chunk_steps=config.chunk_steps, weight_init=config.weight_init, rngs=nnx.Rngs(config.seed))
+      chunk_steps=config.chunk_steps, weight_init=config.weight_init, halting=config.halting,
+      beta=config.beta, lambda_p=config.lambda_p, rngs=nnx.Rngs(config.seed))
 
 
 class TrainState(NamedTuple):

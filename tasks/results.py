@@ -43,8 +43,11 @@ def run_results(config: ml_collections.ConfigDict, task: Task, step: int, taus: 
       {**summary, "figure": (figure.pooled if i is None else figure.networks[i])}
       if figure else summary)
   solved = lambda step: {"solved_step": step} if config.solved_at > 0 else {}
+  pondernet_prior = ({"beta": config.beta, "lambda_p": config.lambda_p}
+                     if config.halting == "pondernet" else {})
   return {"task": config.task, "step": step, "tau": float(np.mean(taus)),
-          "act": config.mode == "act", "mode": config.mode, "metric": task.metric,
+          "act": config.mode == "act", "mode": config.mode, "halting": config.halting,
+          **pondernet_prior, "metric": task.metric,
           "difficulty": task.difficulty,
           **solved(None if None in solved_steps else max(solved_steps)),
           **with_figure(result.pooled, None),
@@ -72,7 +75,13 @@ def summary_table(results: Mapping[str, Any]) -> str:
   metric = results.get("metric", "sequence_error")
   members = results.get("networks", [])
   ensemble = len(members) > 1
-  setting = f"{len(members)} networks, mean" if ensemble else f"tau={results['tau']:g}"
+  if results.get("halting") == "pondernet":
+    setting = f"PonderNet, beta={results['beta']:g}, lambda_p={results['lambda_p']:g}"
+  else:
+    setting = f"tau={results['tau']:g}"
+  if ensemble:
+    setting = f"{len(members)} networks, mean" + (
+        f", {setting}" if results.get("halting") == "pondernet" else "")
   lines = [f"{results['task']} ({results['mode']}, {setting}) after {results['step']} steps, "
            "held-out stream: " + _metric_line(results, metric)]
   if "solved_step" in results:

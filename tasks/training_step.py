@@ -20,6 +20,7 @@ from flax import nnx
 from jax.sharding import Mesh
 
 import act_jax
+from act_jax import pondernet
 from tasks import evaluation, models, networks
 from tasks.data import Batch
 from tasks.registry import BITS_PER_CHARACTER
@@ -36,13 +37,25 @@ def loss_fn(model: models.TaskModel, batch: Batch, tau: jax.Array, metric: str
 
   The task loss summed over target steps and slots, averaged over the batch,
   plus (ACT) ``ponder_penalty(rho, tau)`` (docs/equations.md section 12 item 4).
+  PonderNet: the expected task loss ``sum_n p_n L(y_n)`` + beta * KL (``tau``
+  unused); mistakes, bits per character and the metrics' ``task_loss`` are those
+  of the p-weighted mean logits.
   """
-  out = model(batch.inputs, batch.input_mask)
+  if model.halting == "pondernet":
+    out = model(batch.inputs, batch.input_mask, targets=(batch.targets, batch.target_mask),
+                step_loss=evaluation.step_target_loss)
+  else:
+    out = model(batch.inputs, batch.input_mask)
   losses, wrong = evaluation.target_terms(out.logits, batch)
   task_loss = jnp.sum(losses, axis=(1, 2))
-  loss = jnp.mean(task_loss)
-  if model.mode == "act":
-    loss = loss + act_jax.ponder_penalty(out.stats.ponder_cost, tau, batch.input_mask)
+  if model.halting == "pondernet":
+    loss = jnp.mean(jnp.sum(out.expected_loss, axis=1)) + pondernet.kl_penalty(
+        out.stats, model.beta, model.lambda_p, batch.input_mask)
+  elif model.mode == "act":
+    loss = jnp.mean(task_loss) + act_jax.ponder_penalty(out.stats.ponder_cost, tau,
+                                                        batch.input_mask)
+  else:
+    loss = jnp.mean(task_loss)
   steps, ponder = evaluation.ponder_terms(out.stats, batch)
   metrics = {"task_loss": jnp.mean(task_loss), "mean_steps": jnp.mean(steps),
              "mean_ponder": jnp.mean(ponder)}

@@ -53,6 +53,18 @@ def test_baselines_take_fixed_steps(mode, steps, tmp_path):
   assert results["mean_steps"] == steps and results["mean_ponder"] == steps
 
 
+def test_pondernet_trains_on_its_expected_loss(tmp_path):
+  results = train.train_and_evaluate(_tiny(halting="pondernet", beta=0.05, lambda_p=0.3),
+                                     str(tmp_path))
+  rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert all(np.isfinite(r["loss"]) for r in rows if r["split"] == "train")
+  assert results["act"] is True and 1.0 <= results["mean_steps"] <= 5
+  assert (results["halting"], results["beta"], results["lambda_p"]) == ("pondernet", 0.05, 0.3)
+  assert "(act, PonderNet, beta=0.05, lambda_p=0.3)" in train.summary_table(results)
+  # rho = N + R with R the halting mass left out, at most epsilon.
+  assert results["mean_steps"] <= results["mean_ponder"] <= results["mean_steps"] + 0.01
+
+
 def _latest_params(workdir):
   manager = ocp.CheckpointManager(os.path.join(workdir, "checkpoints"))
   restored = manager.restore(manager.latest_step())
@@ -154,10 +166,16 @@ def test_sigterm_and_the_time_budget_are_stop_requests():
     ("remat", None, "remat must be True or False, got None"),
     ("weight_init", "he", "weight_init.*'he'"),
     ("cell", ("lstm", "tf_glorot"), "weight_init='tf_glorot' needs config.cell='tanh'.*'lstm'"),
+    ("halting", "geometric", "halting must be one of .*'geometric'"),
+    ("beta", -0.01, "beta must be .*-0.01"),
+    ("lambda_p", 1.0, "lambda_p must be .*1.0"),
+    ("mode", ("none", "pondernet"), "halting='pondernet' needs config.mode='act', got 'none'"),
 ])
 def test_bad_config_is_a_clear_error(field, value, message, tmp_path):
   config = _tiny()
-  if isinstance(value, tuple):  # (value, weight_init)
+  if field == "mode" and isinstance(value, tuple):  # (mode, halting)
+    value, config.halting = value
+  elif isinstance(value, tuple):  # (value, weight_init)
     value, config.weight_init = value
   config[field] = value
   with pytest.raises(config_checks.ConfigError, match=message):

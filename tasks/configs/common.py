@@ -16,6 +16,12 @@ def base_config() -> ml_collections.ConfigDict:
   config.max_steps = 100  # M
   config.epsilon = 0.01
   config.halting_bias = 1.0
+  # The halting rule (mode=act): act (Graves 2016; the loss adds tau * ponder cost) or
+  # pondernet (Banino et al. 2021; act_jax.pondernet): the loss is the expected task loss
+  # sum_n p_n L(y_n) + beta * KL(p || geometric(lambda_p) truncated to the steps taken).
+  config.halting = "act"
+  config.beta = 0.01
+  config.lambda_p = 0.2  # in (0, 1); the prior's mean number of steps is about 1 / lambda_p
   # flax (Flax's initialisers) | tf_glorot (TensorFlow 1's Glorot uniform, as in the
   # published TF parity code; tanh cell only): see tasks.models.WEIGHT_INITS.
   config.weight_init = "flax"
