@@ -140,7 +140,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       saves a checkpoint first, so the same call resumes from there.
   """
   _initialize_distributed(config)
-  _log_devices()
   task = config_checks.validate(config)
   workdir = os.path.abspath(workdir)
   config_checks.check_workdir(workdir)
@@ -176,6 +175,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       evaluated[step] = result
     return evaluated[step]
 
+  _log_devices()
   compile_start = time.perf_counter()
   run_steps = train_steps.lower(
       graphdefs, state, source.sampler_data, seeds, tau_per_network, scalar(0), scalar(1),
@@ -196,8 +196,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       steps_per_call = min(config.steps_per_call,
                            max(1, int(count * _SECONDS_PER_CALL / max(seconds, 1e-9))))
       step += count
-      stop.agree()  # every process, after every call: they stop at the same step
-      if step % config.log_every == 0 or step == config.num_steps or stop.requested == TIME_BUDGET:
+      if step % config.log_every == 0 or step == config.num_steps:
         _log_progress(writer, window, step, config, task.metric)
         window = _Window()
       if step % config.eval_every == 0 and step < config.num_steps:
@@ -208,6 +207,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           logging.info("solved at step %d (%s averaged over the last %d evaluations <= %g)",
                        step, short, config.solved_evals, config.solved_at)
       checkpoints.after_step(step, state)
+      stop.agree()  # every process, after every call: they stop at the same step
+    if stop.requested == TIME_BUDGET and window.steps:  # it ended between progress lines
+      _log_progress(writer, window, step, config, task.metric)
     checkpoints.finish(step, state)
   if stop.interrupted:
     writer.close()
