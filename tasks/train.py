@@ -127,10 +127,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   Returns:
     The final results (also written to ``workdir/results.json``): the task,
-    step, ``tau``, mode and metric names, then the evaluation of
+    step, ``tau`` (ACT only), mode and metric names, then the evaluation of
     :func:`~tasks.evaluation.evaluate` pooled over the networks (for K > 1 the
     mean over networks; ``tau`` too), and ``networks``: network ``i``'s
-    ``seed``, ``tau`` and evaluation.
+    ``seed``, ``tau`` (ACT only) and evaluation.
 
   Raises:
     ConfigError: for an invalid config, an unwritable workdir, or a workdir
