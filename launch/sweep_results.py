@@ -64,7 +64,7 @@ def network_rows(trial: str, results: Mapping[str, Any], config: Mapping[str, An
   rows, difficulty_rows = [], []
   for network in networks:
     key = {"trial": trial, "task": results["task"], "mode": results["mode"],
-           "tau": network["tau"], "seed": network["seed"]}
+           "tau": network.get("tau"), "seed": network["seed"]}  # None: no ACT, no tau
     rows.append({**key, "step": results["step"], "sequence_error": network["sequence_error"],
                  "mean_steps": network["mean_steps"], "mean_ponder": network["mean_ponder"]})
     table = network.get("figure", network)["by_difficulty"]

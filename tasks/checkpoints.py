@@ -210,8 +210,8 @@ def load_trained_model(workdir: str, network: int = 0, step: int = 0
 
   Returns:
     The model, the config of the single-network run it equals
-    (:func:`~tasks.networks.network_config`: ``evaluation.evaluate(model, config)`` evaluates it), and
-    the checkpoint's step.
+    (:func:`~tasks.networks.network_config`: ``evaluation.evaluate(model,
+    config)`` evaluates it), and the checkpoint's step.
 
   Raises:
     ConfigError: if ``workdir`` holds no run or no checkpoint, ``step`` was

@@ -63,7 +63,8 @@ def plot_run(workdir: str) -> str:
     ax.legend()
   if halting:
     _plot_halting(axes[3], halting)
-  fig.suptitle(f"{results['task']} ({results['mode']}, tau={results['tau']:g}): "
+  setting = f", tau={results['tau']:g}" if "tau" in results else ""  # ACT's time penalty only
+  fig.suptitle(f"{results['task']} ({results['mode']}{setting}): "
                f"eval {label} {results[metric]:.3f} at step {results['step']}")
   fig.tight_layout()
   path = os.path.join(workdir, "plots.png")

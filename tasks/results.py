@@ -36,23 +36,26 @@ def run_results(config: ml_collections.ConfigDict, task: Task, step: int, taus: 
                 result: evaluation.Evaluation, figure: evaluation.Evaluation | None,
                 solved_steps: Sequence[int | None]) -> dict[str, Any]:
   """``results.json``: the held-out stream's evaluation, pooled and per network, and
-  under ``figure`` that of the difficulty figure's examples. With ``config.solved_at``
+  under ``figure`` that of the difficulty figure's examples; ``tau`` (the mean, and
+  each network's) for ACT only. With ``config.solved_at``
   set, ``solved_step`` is each network's (``tasks/solved.py``; None: not solved), the
   last of them at the top level (None unless every network was solved)."""
   with_figure = lambda summary, i: (
       {**summary, "figure": (figure.pooled if i is None else figure.networks[i])}
       if figure else summary)
   solved = lambda step: {"solved_step": step} if config.solved_at > 0 else {}
+  act = config.mode == "act"
+  uses_tau = act and config.halting == "act"  # no tau without ACT, none for PonderNet
+  with_tau = lambda tau: {"tau": float(tau)} if uses_tau else {}
   pondernet_prior = ({"beta": config.beta, "lambda_p": config.lambda_p}
                      if config.halting == "pondernet" else {})
-  return {"task": config.task, "step": step, "tau": float(np.mean(taus)),
-          "act": config.mode == "act", "mode": config.mode, "halting": config.halting,
-          **pondernet_prior, "metric": task.metric,
-          "difficulty": task.difficulty,
+  return {"task": config.task, "step": step, **with_tau(np.mean(taus)), "act": act,
+          "mode": config.mode, "halting": config.halting, **pondernet_prior,
+          "metric": task.metric, "difficulty": task.difficulty,
           **solved(None if None in solved_steps else max(solved_steps)),
           **with_figure(result.pooled, None),
-          "networks": [with_figure({"seed": config.seed + i, "tau": tau, **solved(solved_steps[i]),
-                                    **network}, i)
+          "networks": [with_figure({"seed": config.seed + i, **with_tau(tau),
+                                    **solved(solved_steps[i]), **network}, i)
                        for i, (tau, network) in enumerate(zip(taus, result.networks))]}
 
 
@@ -66,6 +69,16 @@ def _metric_line(metrics: Mapping[str, Any], metric: str) -> str:
   return head + f"mean N {metrics['mean_steps']:.2f}, mean rho {metrics['mean_ponder']:.2f}"
 
 
+def _tau(results: Mapping[str, Any]) -> str:
+  """``tau=...`` of an ACT run's (or network's) results; "" without ACT (no tau)."""
+  return f"tau={results['tau']:g}" if "tau" in results else ""
+
+
+def _listed(*parts: str) -> str:
+  """The non-empty ``parts`` in parentheses, comma-separated."""
+  return "(" + ", ".join(part for part in parts if part) + ")"
+
+
 def summary_table(results: Mapping[str, Any]) -> str:
   """A readable multi-line summary of ``results.json``; one line per network of an ensemble.
 
@@ -75,15 +88,11 @@ def summary_table(results: Mapping[str, Any]) -> str:
   metric = results.get("metric", "sequence_error")
   members = results.get("networks", [])
   ensemble = len(members) > 1
-  if results.get("halting") == "pondernet":
-    setting = f"PonderNet, beta={results['beta']:g}, lambda_p={results['lambda_p']:g}"
-  else:
-    setting = f"tau={results['tau']:g}"
-  if ensemble:
-    setting = f"{len(members)} networks, mean" + (
-        f", {setting}" if results.get("halting") == "pondernet" else "")
-  lines = [f"{results['task']} ({results['mode']}, {setting}) after {results['step']} steps, "
-           "held-out stream: " + _metric_line(results, metric)]
+  rule = (f"PonderNet, beta={results['beta']:g}, lambda_p={results['lambda_p']:g}"
+          if results.get("halting") == "pondernet" else "")
+  setting = f"{len(members)} networks, mean" if ensemble else (rule or _tau(results))
+  lines = [f"{results['task']} {_listed(results['mode'], setting, rule if ensemble else '')} "
+           f"after {results['step']} steps, held-out stream: " + _metric_line(results, metric)]
   if "solved_step" in results:
     solved_step = results["solved_step"]
     lines.append(f"  solved at step {solved_step}" if solved_step is not None else
@@ -92,8 +101,9 @@ def summary_table(results: Mapping[str, Any]) -> str:
     lines.append(f"  ({results['unscored_sequences']} sequences without a target are not "
                  "counted)")
   if ensemble:
-    lines += [f"  network {i} (seed {n['seed']}, tau={n['tau']:g}): {_metric_line(n, metric)}"
-              for i, n in enumerate(members)]
+    for i, network in enumerate(members):
+      setting = _listed(f"seed {network['seed']}", _tau(network))
+      lines.append(f"  network {i} {setting}: {_metric_line(network, metric)}")
   table, difficulty = results, results["difficulty"]
   if "figure" in results:
     table, difficulty = results["figure"], results["figure"]["difficulty"]

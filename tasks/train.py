@@ -133,10 +133,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   Returns:
     The final results (also written to ``workdir/results.json``): the task,
-    step, ``tau``, mode and metric names, then the evaluation of
+    step, ``tau`` (ACT only), mode and metric names, then the evaluation of
     :func:`~tasks.evaluation.evaluate` pooled over the networks (for K > 1 the
     mean over networks; ``tau`` too), and ``networks``: network ``i``'s
-    ``seed``, ``tau`` and evaluation.
+    ``seed``, ``tau`` (ACT only) and evaluation.
 
   Raises:
     ConfigError: for an invalid config, an unwritable workdir, or a workdir
@@ -146,7 +146,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       saves a checkpoint first, so the same call resumes from there.
   """
   _initialize_distributed(config)
-  _log_devices()
   task = config_checks.validate(config)
   workdir = os.path.abspath(workdir)
   config_checks.check_workdir(workdir)
@@ -182,6 +181,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       evaluated[step] = result
     return evaluated[step]
 
+  _log_devices()
   compile_start = time.perf_counter()
   run_steps = train_steps.lower(
       graphdefs, state, source.sampler_data, seeds, tau_per_network, scalar(0), scalar(1),
@@ -202,8 +202,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       steps_per_call = min(config.steps_per_call,
                            max(1, int(count * _SECONDS_PER_CALL / max(seconds, 1e-9))))
       step += count
-      stop.agree()  # every process, after every call: they stop at the same step
-      if step % config.log_every == 0 or step == config.num_steps or stop.requested == TIME_BUDGET:
+      if step % config.log_every == 0 or step == config.num_steps:
         _log_progress(writer, window, step, config, task.metric)
         window = _Window()
       if step % config.eval_every == 0 and step < config.num_steps:
@@ -214,6 +213,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           logging.info("solved at step %d (%s averaged over the last %d evaluations <= %g)",
                        step, short, config.solved_evals, config.solved_at)
       checkpoints.after_step(step, state)
+      stop.agree()  # every process, after every call: they stop at the same step
+    if stop.requested == TIME_BUDGET and window.steps:  # it ended between progress lines
+      _log_progress(writer, window, step, config, task.metric)
     checkpoints.finish(step, state)
   if stop.interrupted:
     writer.close()

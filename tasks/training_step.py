@@ -66,8 +66,9 @@ def loss_fn(model: models.TaskModel, batch: Batch, tau: jax.Array, metric: str
   return loss, metrics
 
 
-def _network_step(graphdefs: networks.GraphDefs, metric: str, state: networks.TrainState, batch: Batch,
-                  tau: jax.Array) -> tuple[networks.TrainState, dict[str, jax.Array]]:
+def _network_step(graphdefs: networks.GraphDefs, metric: str, state: networks.TrainState,
+                  batch: Batch, tau: jax.Array
+                  ) -> tuple[networks.TrainState, dict[str, jax.Array]]:
   """One Adam step of one network (unstacked state, batch and tau)."""
   model = nnx.merge(graphdefs.model, state.model)
   optimizer = nnx.merge(graphdefs.optimizer, state.optimizer)
@@ -93,8 +94,9 @@ def _networks_step(graphdefs: networks.GraphDefs, metric: str, state: networks.T
 
 
 @functools.partial(jax.jit, static_argnames=("graphdefs", "metric", "mesh"))
-def train_step(graphdefs: networks.GraphDefs, state: networks.TrainState, batch: Batch, taus: jax.Array, *,
-               metric: str, mesh: Mesh) -> tuple[networks.TrainState, dict[str, jax.Array]]:
+def train_step(graphdefs: networks.GraphDefs, state: networks.TrainState, batch: Batch,
+               taus: jax.Array, *, metric: str, mesh: Mesh
+               ) -> tuple[networks.TrainState, dict[str, jax.Array]]:
   """One Adam step of every network on a given batch (the loop runs :func:`train_steps`).
 
   Args:

@@ -91,18 +91,18 @@ def _rows_and_params(workdir):
 
 def test_two_processes_stop_together_and_resume_like_one(tmp_path):
   two = tmp_path / "two"
-  # Process 1 alone gets SIGTERM after step 10: both stop after the next call, at step 11,
-  # with one checkpoint (without the agreement, process 0 would wait for process 1).
+  # Process 1 alone gets SIGTERM while it evaluates step 10: both stop there, with one
+  # checkpoint (without the agreement, process 0 would go on and wait for process 1).
   outputs = _run_two_processes(two, 20, sigterm_after=10)
   assert all("stopped: SIGTERM" in output for output in outputs)
-  assert all("SIGTERM: stopped with a checkpoint at step 11" in output for output in outputs)
+  assert all("SIGTERM: stopped with a checkpoint at step 10" in output for output in outputs)
   assert all("training on 2 cpu device(s) (cpu), 1 per process, 2 process(es)" in output
              for output in outputs)
-  assert sorted(os.listdir(two / "checkpoints")) == ["10", "11"]
+  assert sorted(os.listdir(two / "checkpoints")) == ["10"]
   outputs = _run_two_processes(two, 20)  # both resume from the shared checkpoint
-  assert all("resumed from the checkpoint at step 11" in output
+  assert all("resumed from the checkpoint at step 10" in output
              and "devices 2 processes 2 step 20" in output for output in outputs)
-  assert sorted(os.listdir(two / "checkpoints")) == ["11", "20"]
+  assert sorted(os.listdir(two / "checkpoints")) == ["10", "20"]
 
   assert jax.process_count() == 1
   train.train_and_evaluate(config(distributed=False), str(tmp_path / "one"))

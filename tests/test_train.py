@@ -13,7 +13,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from tasks import config_checks, networks, stopping, train
+from tasks import config_checks, networks, plots, stopping, train
+from tasks.results import summary_table
 from tasks.configs import addition, logic, parity, sort
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -47,10 +48,19 @@ def test_each_task_trains_and_writes_results(task, tmp_path):
 
 
 @pytest.mark.parametrize("mode,steps", [("none", 1.0), ("repeat", 3.0)])
-def test_baselines_take_fixed_steps(mode, steps, tmp_path):
-  results = train.train_and_evaluate(_tiny(mode=mode, repeats=3), str(tmp_path))
+def test_baselines_take_fixed_steps_and_have_no_tau(mode, steps, tmp_path, monkeypatch):
+  titles = []
+  close = plots.plt.close
+  monkeypatch.setattr(plots.plt, "close",
+                      lambda figure: (titles.append(figure.get_suptitle()), close(figure)))
+  results = train.train_and_evaluate(_tiny(mode=mode, repeats=3, plot=True), str(tmp_path))
   assert results["act"] is False
   assert results["mean_steps"] == steps and results["mean_ponder"] == steps
+  # No time penalty without ACT: results.json, the summary table and plots.png name none.
+  saved = json.loads((tmp_path / "results.json").read_text())
+  assert "tau" not in saved and all("tau" not in network for network in saved["networks"])
+  assert "tau" not in summary_table(saved)
+  assert titles[0].startswith(f"parity ({mode}): eval sequence error")
 
 
 def test_pondernet_trains_on_its_expected_loss(tmp_path):
