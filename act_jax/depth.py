@@ -181,7 +181,11 @@ def ponder_depth(
     block_params, halting_params = params
     block_input = state if step_encoding is None else step_encoding(state, step_index)
     state = apply_block(block_params, block_input, *block_args)
-    return ponder_loop.PonderStep(state, (), apply_halting(halting_params, state)[..., 0])
+    logits = apply_halting(halting_params, state)
+    if jnp.shape(logits) != state.shape[:-1] + (1,):
+      raise ValueError(f"apply_halting must return [*positions, 1] = "
+                       f"{list(state.shape[:-1] + (1,))}, got {list(jnp.shape(logits))}")
+    return ponder_loop.PonderStep(state, (), logits[..., 0])
 
   return ponder_loop.ponder(step_fn, params, state, tuple(block_args), max_steps=max_steps,
                             epsilon=epsilon, mask=mask, backend=backend,
@@ -197,6 +201,24 @@ class DepthACT(nnx.Module):
   called as ``block(x, *block_args)``, must keep ``x``'s shape and dtype, and
   must be a pure function of its variables (no dropout RNG or batch
   statistics updated inside).
+
+  Args:
+    block: the shared NNX block ``f``, called as ``block(x, *block_args)``.
+    features: the size of the state's last axis (the halting unit's input).
+    max_steps: the cap ``M`` on the depth (Eq. 13).
+    epsilon: the halting threshold slack (Eq. 7).
+    halting_bias_init: the halting unit's initial bias (+1 in both papers).
+    step_encoding: optional ``(s, step_index) -> block input`` added at every
+      step, e.g. :func:`add_position_and_depth_signal`; None feeds ``s``.
+    backend: ``"while"`` (stops when every position has halted; custom VJP,
+      reverse mode only) or ``"scan"`` (always ``M`` steps, plain autodiff).
+    chunk_steps: ``"while"`` only: steps recorded for the backward pass; see
+      :func:`act_jax.ponder`.
+    independent_examples: must be False (the block mixes positions).
+    dtype: the computation dtype of the halting unit (None: from its inputs
+      and parameters), as for ``nnx.Linear``.
+    param_dtype: the dtype of the halting unit's parameters.
+    rngs: the random streams that initialise the halting unit.
 
   Attributes:
     block: the shared block.
@@ -265,6 +287,19 @@ class LinenDepthACT(nn.Module):
   and the halting unit's parameters; the block may have no variables other
   than ``params``. Call it as ``module.apply(variables, x, *block_args,
   mask=mask)``.
+
+  Attributes:
+    block: the shared Linen block, called as ``block(x, *block_args)``.
+    max_steps: the cap ``M`` on the depth (Eq. 13).
+    epsilon: the halting threshold slack (Eq. 7).
+    halting_bias_init: the halting unit's initial bias (+1 in both papers).
+    step_encoding: optional ``(s, step_index) -> block input``; see
+      :class:`DepthACT`.
+    backend: ``"while"`` or ``"scan"``; see :class:`DepthACT`.
+    chunk_steps: ``"while"`` only: steps recorded for the backward pass.
+    independent_examples: must be False (the block mixes positions).
+    dtype: the computation dtype of the halting unit, as for ``nn.Dense``.
+    param_dtype: the dtype of the halting unit's parameters.
   """
 
   block: nn.Module

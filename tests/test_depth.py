@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -201,7 +202,7 @@ def _linen_loss_and_grads(weights, x, valid, backend):
 
 
 def _assert_tree_close(a, b, rtol=2e-4, atol=2e-5):
-  jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=rtol, atol=atol), a, b)
+  chex.assert_trees_all_close(a, b, rtol=rtol, atol=atol)
 
 
 @pytest.fixture(scope="module")
@@ -322,6 +323,9 @@ def test_bad_input_is_a_clear_error():
     build()(X[..., :4], VALID)
   with pytest.raises(ValueError, match=r"state must be .* got float32\[6\]"):
     depth.ponder_depth(_pixel_mlp, _dense, ({}, {}), jnp.zeros(F), max_steps=M)
+  with pytest.raises(ValueError, match=r"apply_halting must return \[\*positions, 1\] = "
+                     r"\[3, 5, 1\], got \[3, 5\]"):  # would halt over the wrong axes
+    depth.ponder_depth(lambda w, x: x, lambda w, x: x.sum(-1), ({}, {}), X, max_steps=M)
   variables = _linen_model("while").init(jax.random.PRNGKey(0), X, VALID)
   with pytest.raises(ValueError, match=r"x must be \[\*positions, 6\].*got \[3, 5, 4\]"):
     _linen_model("while").apply(variables, X[..., :4], VALID)
@@ -340,3 +344,21 @@ def test_universal_transformer_example_runs():
          "--eval_size=16", "--log_every=1", *extra], capture_output=True, text=True, cwd=repo)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "accuracy" in (result.stdout + result.stderr).lower()
+
+
+@pytest.mark.parametrize("backend", act_jax.BACKENDS)
+def test_poisoned_padding_reaches_no_gradient(backend):
+  # NaN at padded positions: the attention block never reads them (weight 0), and
+  # they are not computed; the result and gradients equal those of zero padding.
+  def loss(weights, x):
+    result = nnx.merge(GRAPHDEFS[backend], weights)(x, VALID, mask=VALID)
+    state = jnp.where(VALID[..., None], result.state, 0.0)
+    return _loss(state, result.stats.steps, result.stats.remainder,
+                 result.stats.halting_probs), state
+
+  grad = jax.jit(jax.value_and_grad(loss, has_aux=True))
+  (value, state), grads = grad(WEIGHTS, jnp.where(VALID[..., None], X, jnp.nan))
+  (ref_value, ref_state), ref_grads = grad(WEIGHTS, jnp.where(VALID[..., None], X, 0.0))
+  np.testing.assert_allclose(value, ref_value, rtol=1e-6)
+  np.testing.assert_allclose(state, ref_state, rtol=1e-6, atol=1e-7)
+  _assert_tree_close(grads, ref_grads, rtol=1e-5, atol=1e-6)

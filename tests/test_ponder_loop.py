@@ -2,10 +2,12 @@
 
 import functools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from absl.testing import parameterized
 
 import act_jax
 from act_jax import PonderStep
@@ -97,8 +99,6 @@ def _task_loss(state, output):
 TAU = 0.37
 
 
-@functools.partial(jax.jit, static_argnames=("cell_name", "backend", "max_steps", "epsilon",
-                                             "chunk_steps", "first_step_flag_only"))
 def _library_loss_and_grads(params, state, x, *, cell_name, backend, max_steps, epsilon,
                             chunk_steps=16, first_step_flag_only=False):
   step_fn = batched_step(CELLS[cell_name][1])
@@ -135,37 +135,43 @@ def _reference_loss_and_grads(params, state, x, *, cell_name, max_steps, epsilon
 
 
 def _assert_tree_close(a, b, rtol=2e-4, atol=2e-5):
-  jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=rtol, atol=atol), a, b)
+  chex.assert_trees_all_close(a, b, rtol=rtol, atol=atol)
 
 
-# "while" with chunk_steps=2 recomputes all but the first two steps' residuals
-# from checkpoints in the backward pass; with 16 (> max_steps) it records all.
-# first_step_flag_only: the steps after the first get the constant index 1 (the
-# cell reads it only as the flag), in the forward, recomputing and backward loops.
-@pytest.mark.parametrize("backend,chunk_steps,first_step_flag_only", [
-    ("while", 16, False), ("while", 2, False), ("while", 2, True), ("scan", 16, False)])
-@pytest.mark.parametrize("cell_name", ["tanh", "lstm"])
-def test_matches_reference_values_and_gradients(backend, chunk_steps, first_step_flag_only,
-                                                cell_name):
-  max_steps, batch = 7, 12
-  params = CELLS[cell_name][0](jax.random.PRNGKey(1), halting_bias=-1.5)
-  state, x = _inputs(jax.random.PRNGKey(2), batch, cell_name)
-  value, result, grads = _library_loss_and_grads(
-      params, state, x, cell_name=cell_name, backend=backend, max_steps=max_steps,
-      epsilon=0.01, chunk_steps=chunk_steps, first_step_flag_only=first_step_flag_only)
-  ref_value, ref_steps, (s, y, remainder, rho, probs), ref_grads = _reference_loss_and_grads(
-      params, state, x, cell_name=cell_name, max_steps=max_steps, epsilon=0.01)
-  # The batch must exercise mixed N, including the cap.
-  assert len(set(ref_steps.tolist())) >= 3, ref_steps
-  np.testing.assert_array_equal(result.stats.steps, ref_steps)
-  _assert_tree_close(result.state, s)
-  _assert_tree_close(result.output, y)
-  _assert_tree_close(result.stats.remainder, remainder)
-  _assert_tree_close(result.stats.ponder_cost, rho)
-  _assert_tree_close(result.stats.halting_probs, probs)
-  np.testing.assert_allclose(result.stats.halting_probs.sum(-1), 1.0, rtol=1e-5)
-  np.testing.assert_allclose(value, ref_value, rtol=1e-5)
-  _assert_tree_close(grads, ref_grads, rtol=1e-3, atol=1e-4)
+class MatchesReferenceTest(chex.TestCase):
+  """Values and gradients against the plain reference, jitted and not."""
+
+  # "while" with chunk_steps=2 recomputes all but the first two steps' residuals
+  # from checkpoints in the backward pass; with 16 (> max_steps) it records all.
+  # first_step_flag_only: the steps after the first get the constant index 1 (the
+  # cell reads it only as the flag), in the forward, recomputing and backward loops.
+  @chex.variants(with_jit=True, without_jit=True)
+  @parameterized.product(
+      (dict(backend="while", chunk_steps=16, first_step_flag_only=False),
+       dict(backend="while", chunk_steps=2, first_step_flag_only=False),
+       dict(backend="while", chunk_steps=2, first_step_flag_only=True),
+       dict(backend="scan", chunk_steps=16, first_step_flag_only=False)),
+      cell_name=("tanh", "lstm"))
+  def test_values_and_gradients(self, backend, chunk_steps, first_step_flag_only, cell_name):
+    max_steps, batch = 7, 12
+    params = CELLS[cell_name][0](jax.random.PRNGKey(1), halting_bias=-1.5)
+    state, x = _inputs(jax.random.PRNGKey(2), batch, cell_name)
+    value, result, grads = self.variant(functools.partial(
+        _library_loss_and_grads, cell_name=cell_name, backend=backend, max_steps=max_steps,
+        epsilon=0.01, chunk_steps=chunk_steps, first_step_flag_only=first_step_flag_only))(
+            params, state, x)
+    ref_value, ref_steps, (s, y, remainder, rho, probs), ref_grads = (
+        _reference_loss_and_grads(params, state, x, cell_name=cell_name, max_steps=max_steps,
+                                  epsilon=0.01))
+    # The batch must exercise mixed N, including the cap.
+    assert len(set(ref_steps.tolist())) >= 3, ref_steps
+    np.testing.assert_array_equal(result.stats.steps, ref_steps)
+    _assert_tree_close((result.state, result.output, result.stats.remainder,
+                        result.stats.ponder_cost, result.stats.halting_probs),
+                       (s, y, remainder, rho, probs))
+    np.testing.assert_allclose(result.stats.halting_probs.sum(-1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(value, ref_value, rtol=1e-5)
+    _assert_tree_close(grads, ref_grads, rtol=1e-3, atol=1e-4)
 
 
 def _halting_only_step(params, state, x, step_index):
