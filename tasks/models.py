@@ -165,7 +165,7 @@ def glorot_uniform(fan_in: int, fan_out: int) -> nnx.Initializer:
 def _tf_default_init(linear: nnx.Linear, rngs: nnx.Rngs, bias: bool = True) -> None:
   """Re-initialises ``linear`` as ``tf.get_variable``'s default does: Glorot uniform,
   its bias too (a vector of n has fan-in and fan-out n)."""
-  fan_in, fan_out = linear.kernel.value.shape
-  linear.kernel.value = glorot_uniform(fan_in, fan_out)(rngs.params(), (fan_in, fan_out))
+  fan_in, fan_out = linear.kernel.shape
+  linear.kernel[...] = glorot_uniform(fan_in, fan_out)(rngs.params(), (fan_in, fan_out))
   if bias:
-    linear.bias.value = glorot_uniform(fan_out, fan_out)(rngs.params(), (fan_out,))
+    linear.bias[...] = glorot_uniform(fan_out, fan_out)(rngs.params(), (fan_out,))

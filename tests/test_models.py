@@ -34,22 +34,22 @@ def test_tf_glorot_is_tensorflow_1s_default_for_the_tanh_network(mode):
   model = _model("tf_glorot", mode)
   cell = model.act.cell if mode == "act" else model.cell
   cell_limit = math.sqrt(6.0 / (65 + 128 + 128))  # one [x; flag; h] -> h kernel in TF
-  _check_uniform(cell.dense_i.kernel.value, cell_limit)
-  _check_uniform(cell.dense_h.kernel.value, cell_limit)
-  np.testing.assert_array_equal(cell.dense_i.bias.value, 0.0)  # BasicRNNCell: zeros
+  _check_uniform(cell.dense_i.kernel[...], cell_limit)
+  _check_uniform(cell.dense_h.kernel[...], cell_limit)
+  np.testing.assert_array_equal(cell.dense_i.bias[...], 0.0)  # BasicRNNCell: zeros
   output = model.act.output if mode == "act" else model.output
-  _check_uniform(output.kernel.value, math.sqrt(6.0 / 129))
-  _check_uniform(output.bias.value, math.sqrt(3.0))
-  assert np.all(output.bias.value != 0.0)
+  _check_uniform(output.kernel[...], math.sqrt(6.0 / 129))
+  _check_uniform(output.bias[...], math.sqrt(3.0))
+  assert np.all(output.bias[...] != 0.0)
   if mode == "act":
-    _check_uniform(model.act.halting.kernel.value, math.sqrt(6.0 / 129))
-    np.testing.assert_array_equal(model.act.halting.bias.value, 1.0)  # halting_bias kept
+    _check_uniform(model.act.halting.kernel[...], math.sqrt(6.0 / 129))
+    np.testing.assert_array_equal(model.act.halting.bias[...], 1.0)  # halting_bias kept
 
 
 @pytest.mark.quick
 def test_flax_default_keeps_flax_initialisers():
   cell = _model("flax").act.cell
-  recurrent = np.asarray(cell.dense_h.kernel.value)
+  recurrent = np.asarray(cell.dense_h.kernel[...])
   np.testing.assert_allclose(recurrent.T @ recurrent, np.eye(128), atol=1e-4)  # orthogonal
   with pytest.raises(ValueError, match="weight_init='tf_glorot'.*cell='lstm'"):
     _model("tf_glorot", cell="lstm")
