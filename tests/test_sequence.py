@@ -2,10 +2,12 @@
 
 import functools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from absl.testing import parameterized
 
 import act_jax
 import reference
@@ -46,37 +48,39 @@ def _reference(params, x, state, lengths):
   return total, all_steps
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_sequence_matches_reference(backend):
-  x, state, lengths = _data()
+class SequenceMatchesReferenceTest(chex.TestCase):
+  """ponder_sequence's values and gradients against the reference, jitted and not."""
 
-  def loss(params):
-    r = act_jax.ponder_sequence(STEP_FN, params, state, x, max_steps=M, lengths=lengths,
-                                backend=backend)
-    mask = act_jax.lengths_to_mask(lengths, T)
-    return _loss_from(r.outputs, r.stats.ponder_cost, mask), r
+  @chex.variants(with_jit=True, without_jit=True)
+  @parameterized.parameters(*BACKENDS)
+  def test_sequence_matches_reference(self, backend):
+    x, state, lengths = _data()
 
-  (value, r), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(PARAMS)
-  steps = np.asarray(r.stats.steps)
-  ref_value, ref_steps = _reference(PARAMS, x, state, lengths)
-  np.testing.assert_array_equal(steps, ref_steps)
-  assert np.all(steps[1, 2:] == 0) and np.all(np.asarray(r.outputs)[1, 2:] == 0)
-  np.testing.assert_allclose(value, ref_value, rtol=1e-5)
+    def loss(params):
+      r = act_jax.ponder_sequence(STEP_FN, params, state, x, max_steps=M, lengths=lengths,
+                                  backend=backend)
+      mask = act_jax.lengths_to_mask(lengths, T)
+      return _loss_from(r.outputs, r.stats.ponder_cost, mask), r
 
-  # Gradient of the reference, N fixed per (example, step) from the forward pass.
-  def ref_loss(params):
-    total = 0.0
-    for b in range(B):
-      s = jax.tree.map(lambda a: a[b], state)
-      for t in range(int(lengths[b])):
-        s, y, _, rho, _ = reference.example_forward(REF_STEP, params, s, x[b, t],
-                                                    int(ref_steps[b, t]), M)
-        total = total + jnp.sum((y - 0.5) ** 2) + TAU * rho
-    return total
+    (value, r), grads = self.variant(jax.value_and_grad(loss, has_aux=True))(PARAMS)
+    steps = np.asarray(r.stats.steps)
+    ref_value, ref_steps = _reference(PARAMS, x, state, lengths)
+    np.testing.assert_array_equal(steps, ref_steps)
+    assert np.all(steps[1, 2:] == 0) and np.all(np.asarray(r.outputs)[1, 2:] == 0)
+    np.testing.assert_allclose(value, ref_value, rtol=1e-5)
 
-  ref_grads = jax.grad(ref_loss)(PARAMS)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5),
-               grads, ref_grads)
+    # Gradient of the reference, N fixed per (example, step) from the forward pass.
+    def ref_loss(params):
+      total = 0.0
+      for b in range(B):
+        s = jax.tree.map(lambda a: a[b], state)
+        for t in range(int(lengths[b])):
+          s, y, _, rho, _ = reference.example_forward(REF_STEP, params, s, x[b, t],
+                                                      int(ref_steps[b, t]), M)
+          total = total + jnp.sum((y - 0.5) ** 2) + TAU * rho
+      return total
+
+    chex.assert_trees_all_close(grads, jax.grad(ref_loss)(PARAMS), rtol=1e-3, atol=1e-5)
 
 
 def test_mask_and_lengths_agree_and_validate():
@@ -84,7 +88,7 @@ def test_mask_and_lengths_agree_and_validate():
   by_len = act_jax.ponder_sequence(STEP_FN, PARAMS, state, x, max_steps=M, lengths=lengths)
   by_mask = act_jax.ponder_sequence(STEP_FN, PARAMS, state, x, max_steps=M,
                                     mask=act_jax.lengths_to_mask(lengths, T))
-  jax.tree.map(np.testing.assert_array_equal, by_len, by_mask)
+  chex.assert_trees_all_equal(by_len, by_mask)
   with pytest.raises(ValueError, match="not both"):
     act_jax.ponder_sequence(STEP_FN, PARAMS, state, x, max_steps=M, lengths=lengths,
                             mask=jnp.ones((B, T), bool))
@@ -180,8 +184,7 @@ def test_sequence_while_matches_scan(cell_name, independent_examples, remat,
   assert np.any(np.all(steps <= 1, axis=0))
   assert np.any(np.max(steps, axis=0) == 2)
   np.testing.assert_allclose(value, ref_value, rtol=1e-5)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5),
-               grads, ref_grads)
+  chex.assert_trees_all_close(grads, ref_grads, rtol=2e-4, atol=2e-5)
 
 
 @pytest.mark.parametrize("cell_name", ["tanh", "lstm"])
@@ -197,8 +200,7 @@ def test_sequence_while_matches_scan_where_every_example_halts_at_once(cell_name
   np.testing.assert_array_equal(steps, ref_steps)
   assert set(np.asarray(steps).ravel().tolist()) == {0, 1}
   np.testing.assert_allclose(value, ref_value, rtol=1e-5)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5),
-               grads, ref_grads)
+  chex.assert_trees_all_close(grads, ref_grads, rtol=2e-4, atol=2e-5)
 
 
 @pytest.mark.parametrize("independent_examples", [False, True])

@@ -1,5 +1,6 @@
 """The ponder loop under jit, vmap, grad, checkpoint, jvp; bfloat16; bad input."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -67,8 +68,8 @@ def test_checkpoint_and_backends_agree():
 
   ref = loss(TANH_PARAMS, "scan", False)
   for backend in BACKENDS:
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
-                 jax.jit(loss, static_argnums=(1, 2))(TANH_PARAMS, backend, True), ref)
+    chex.assert_trees_all_close(jax.jit(loss, static_argnums=(1, 2))(TANH_PARAMS, backend, True),
+                                ref, rtol=1e-4, atol=1e-6)
 
 
 def test_forward_mode_with_scan_backend():
@@ -143,8 +144,7 @@ def test_step_that_mixes_examples_gets_scan_gradients(chunk_steps):
   grad = jax.grad(loss, argnums=(0, 1, 2), has_aux=True)
   (g_while, steps), (g_scan, _) = grad(params, state, x, "while"), grad(params, state, x, "scan")
   assert len(set(np.asarray(steps).tolist())) >= 3, steps
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
-               g_while, g_scan)
+  chex.assert_trees_all_close(g_while, g_scan, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("epsilon", [0.0, 1.0, -0.1, 1.5, "0.1", True, None])
@@ -216,8 +216,7 @@ def test_integer_inputs_get_no_gradient_and_params_match_scan(chunk_steps):
   g_while, g_tokens = jax.grad(loss, argnums=(0, 1), allow_int=True)(params, tokens, "while")
   g_scan = jax.grad(loss)(params, tokens, "scan")
   assert g_tokens.dtype == jax.dtypes.float0
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
-               g_while, g_scan)
+  chex.assert_trees_all_close(g_while, g_scan, rtol=1e-4, atol=1e-6)
   assert float(jnp.abs(g_while["embed"][4]).sum()) > 0
   np.testing.assert_array_equal(g_while["embed"][2], 0.0)  # token 2 never appears
 
