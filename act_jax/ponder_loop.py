@@ -191,8 +191,9 @@ def ponder(
   if backend == "scan":
     return scan.ponder(step_fn, max_steps, threshold, params, state, inputs, mask)
   loop = compact if independent_examples else while_loop
-  return loop.ponder(step_fn, max_steps, threshold, params, state, inputs, mask,
-                     chunk_steps=int(chunk_steps), first_step_flag_only=first_step_flag_only)
+  with while_loop.forward_mode_is_one_error():
+    return loop.ponder(step_fn, max_steps, threshold, params, state, inputs, mask,
+                       chunk_steps=int(chunk_steps), first_step_flag_only=first_step_flag_only)
 
 
 def checked_step_call(step_fn: StepFn, params: PyTree, state: PyTree, inputs: PyTree,

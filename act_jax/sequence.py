@@ -22,7 +22,7 @@ import jax.numpy as jnp
 
 from act_jax import ponder_loop
 from act_jax.halting import stand_in  # the argument `halting` (the rule) hides the module
-from act_jax.backends import while_sequence
+from act_jax.backends import while_loop, while_sequence
 
 PyTree = ponder_loop.PyTree
 
@@ -150,10 +150,11 @@ def ponder_sequence(
     step, consts = while_sequence.hoist(step_fn, params, initial_state, first_inputs)
     sequence_vjp = not (independent_examples and consts)
   if sequence_vjp:
-    final_state, per_step = while_sequence.ponder_sequence(
-        step, max_steps, threshold, (params, consts), initial_state, inputs, mask,
-        chunk_steps=int(chunk_steps), independent_examples=independent_examples,
-        first_step_flag_only=first_step_flag_only, remat=remat)
+    with while_loop.forward_mode_is_one_error():
+      final_state, per_step = while_sequence.ponder_sequence(
+          step, max_steps, threshold, (params, consts), initial_state, inputs, mask,
+          chunk_steps=int(chunk_steps), independent_examples=independent_examples,
+          first_step_flag_only=first_step_flag_only, remat=remat)
   else:
     # The scan backend; compaction of a step function with closures; or one
     # input step, where act_jax.ponder's VJP records as it runs forward (the

@@ -241,7 +241,9 @@ def test_higher_order_through_the_while_backend_is_one_clear_error(independent_e
                        jax.jit(jax.jacfwd(jax.grad(f)))):
     with pytest.raises(TypeError, match='reverse-mode only.*backend="scan"'):
       higher_order(b)
-  with pytest.raises(TypeError, match="forward-mode"):  # JAX's own error for a custom VJP
+  with pytest.raises(TypeError, match='reverse-mode only.*backend="scan"'):
     jax.jvp(f, (b,), (b,))
+  with pytest.raises(TypeError, match="forward-mode"):  # under jit, JAX's own error
+    jax.jit(lambda b: jax.jvp(f, (b,), (b,)))(b)
   scan_f = lambda b: jnp.sum(_run({**TANH_PARAMS, "b": b}, state, x, "scan").state ** 2)
   assert np.all(np.isfinite(jax.hessian(scan_f)(b)))

@@ -19,8 +19,9 @@ ever smaller batches.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -148,6 +149,21 @@ REVERSE_MODE_ONLY = (
     'the "while" backend is reverse-mode only (jax.grad, jax.vjp); for forward mode '
     '(jax.jvp, jax.jacfwd) or higher-order derivatives (jax.hessian, grad of grad) use '
     'backend="scan"')
+
+
+@contextlib.contextmanager
+def forward_mode_is_one_error() -> Iterator[None]:
+  """Turns JAX's error for ``jax.jvp`` of a custom VJP into :data:`REVERSE_MODE_ONLY`.
+
+  Where JAX raises it while this code calls the loop (``jax.jvp`` of an
+  un-jitted function); under ``jit`` JAX raises its own error when compiling.
+  """
+  try:
+    yield
+  except TypeError as e:
+    if "forward-mode autodiff (jvp) to a custom_vjp" not in str(e):
+      raise
+    raise TypeError(REVERSE_MODE_ONLY) from e
 
 
 @jax.custom_jvp
