@@ -27,8 +27,8 @@ def test_nnx_cells_train_and_start_at_two_steps(cell_cls):
   rngs = nnx.Rngs(0)
   model = act_nnx.AdaptiveComputationTime(cell_cls(IN + 1, HID, rngs=rngs), out_features=OUT,
                                           max_steps=M, rngs=rngs)
-  np.testing.assert_array_equal(model.halting.bias.value, [1.0])
-  model.halting.kernel.value = jnp.zeros_like(model.halting.kernel.value)
+  np.testing.assert_array_equal(model.halting.bias[...], [1.0])
+  model.halting.kernel[...] = jnp.zeros_like(model.halting.kernel[...])
 
   @nnx.jit
   def grad_step(model):
@@ -52,10 +52,10 @@ def test_nnx_step_matches_plain_reference():
   cell = nnx.SimpleCell(IN + 1, HID, rngs=rngs)
   model = act_nnx.AdaptiveComputationTime(cell, out_features=OUT, max_steps=M,
                                           halting_bias_init=-0.5, rngs=rngs)
-  w_i, b_i = cell.dense_i.kernel.value, cell.dense_i.bias.value
-  w_s = cell.dense_h.kernel.value
-  w_h, b_h = model.halting.kernel.value[:, 0], model.halting.bias.value[0]
-  w_y, b_y = model.output.kernel.value, model.output.bias.value
+  w_i, b_i = cell.dense_i.kernel[...], cell.dense_i.bias[...]
+  w_s = cell.dense_h.kernel[...]
+  w_h, b_h = model.halting.kernel[...][:, 0], model.halting.bias[...][0]
+  w_y, b_y = model.output.kernel[...], model.output.bias[...]
 
   def ref_step(params, s, x, n):  # written out: tanh RNN with the flag appended last
     x_flag = jnp.concatenate([x, jnp.array([1.0 if n == 1 else 0.0])])

@@ -40,9 +40,9 @@ def _loss(result):
 def test_nnx_step_with_loss_matches_plain_reference():
   model = _nnx_model()
   cell = model.cell
-  w_i, b_i, w_s = cell.dense_i.kernel.value, cell.dense_i.bias.value, cell.dense_h.kernel.value
-  w_h, b_h = model.halting.kernel.value[:, 0], model.halting.bias.value[0]
-  w_y, b_y = model.output.kernel.value, model.output.bias.value
+  w_i, b_i, w_s = cell.dense_i.kernel[...], cell.dense_i.bias[...], cell.dense_h.kernel[...]
+  w_h, b_h = model.halting.kernel[...][:, 0], model.halting.bias[...][0]
+  w_y, b_y = model.output.kernel[...], model.output.bias[...]
 
   def ref_step(params, s, x, n):  # written out: tanh RNN, flag last, output layer per step
     x_flag = jnp.concatenate([x, jnp.array([1.0 if n == 1 else 0.0])])

@@ -70,7 +70,7 @@ def test_pondernet_trains_on_its_expected_loss(tmp_path):
   assert all(np.isfinite(r["loss"]) for r in rows if r["split"] == "train")
   assert results["act"] is True and 1.0 <= results["mean_steps"] <= 5
   assert (results["halting"], results["beta"], results["lambda_p"]) == ("pondernet", 0.05, 0.3)
-  assert "(act, PonderNet, beta=0.05, lambda_p=0.3)" in train.summary_table(results)
+  assert "(act, PonderNet, beta=0.05, lambda_p=0.3)" in summary_table(results)
   # rho = N + R with R the halting mass left out, at most epsilon.
   assert results["mean_steps"] <= results["mean_ponder"] <= results["mean_steps"] + 0.01
 
