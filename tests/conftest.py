@@ -8,6 +8,11 @@
   levels, as batches of hundreds do with the default;
 * one real run of ``launch/sweeps/tiny.py`` for the sweep and summary tests,
   shared by the pytest-xdist workers (the first to ask runs it, under a lock);
+* XLA's CPU backend at optimisation level 0 unless ``XLA_FLAGS`` sets a level:
+  the suite is bound by compiling (small shapes, hundreds of programs), and
+  LLVM's optimisations take about a quarter of its time. The values do not
+  change with the level; CI runs the newest JAX's tests at XLA's default level
+  (``.ci/run``), so the optimised programs are tested too;
 * the quick subset (``pytest -m quick``) for the inner loop: the ponder loop
   and sequences against the reference, the data generators, and the tests
   marked ``quick`` in other modules.
@@ -16,6 +21,10 @@
 import fcntl
 import os
 import pickle
+
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):  # before JAX starts
+  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                             + " --xla_backend_optimization_level=0").strip()
 
 import jax
 import pytest

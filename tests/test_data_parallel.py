@@ -65,8 +65,8 @@ def _run_files(workdir):
 
 
 def test_sharded_run_over_4_devices_matches_the_1_device_run(tmp_path):
-  env = {**os.environ, "JAX_PLATFORMS": "cpu",
-         "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+  env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": (
+      os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4")}
   sharded = subprocess.run([sys.executable, "-c", _SHARDED_RUN, str(tmp_path / "sharded")],
                            cwd=REPO, env=env, capture_output=True, text=True)
   assert sharded.returncode == 0, sharded.stderr[-3000:]
