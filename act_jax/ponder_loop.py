@@ -179,12 +179,10 @@ def ponder(
     ValueError: if a setting is invalid or the step function's shapes or
       dtypes do not match the state (raised at trace time, naming the leaf).
   """
-  threshold, checked_mask = checked_step_call(step_fn, params, state, inputs, mask, max_steps=max_steps,
-                                      epsilon=epsilon, backend=backend,
-                                      chunk_steps=chunk_steps,
-                                      independent_examples=independent_examples,
-                                      first_step_flag_only=first_step_flag_only,
-                                      halting_rule=halting)
+  threshold, checked_mask = checked_step_call(
+      step_fn, params, state, inputs, mask, max_steps=max_steps, epsilon=epsilon,
+      backend=backend, chunk_steps=chunk_steps, independent_examples=independent_examples,
+      first_step_flag_only=first_step_flag_only, halting_rule=halting)
   if mask is not None and independent_examples:  # inputs are per example: masked too
     inputs = stand_in(inputs, checked_mask)
   mask = checked_mask
