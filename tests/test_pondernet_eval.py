@@ -6,8 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from act_jax import pondernet
 from tasks import evaluation, networks
-from tasks.configs import parity
+from tasks.configs import addition, parity
+from tasks.data import addition as addition_data
 from tasks.data import batch_stream_key
 from tasks.data import parity as parity_data
 from tasks.registry import get_task
@@ -103,3 +105,54 @@ def test_act_keeps_its_mean_field_evaluation():
   assert not {"task_loss", "sequence_error_most_likely", "expected_steps"} & set(got)
   with pytest.raises(ValueError, match="needs halting='pondernet', got 'act'"):
     model.at_halting_steps(batch.inputs, batch.input_mask, lambda stats, t: stats.steps)
+
+
+@pytest.mark.parametrize("rule", ["sampled", "most_likely"])
+def test_sequences_carry_the_state_of_each_input_steps_halting_step(rule):
+  """Addition (several input steps, an LSTM, padded sequences): at each input step the network
+  ponders from the state its earlier halting steps left, halts at the chosen step, and carries
+  that step's state on, as a plain per-step loop does."""
+  config = addition.get_config("tiny")
+  config.halting, config.max_steps, config.halting_bias = "pondernet", 4, -1.0
+  model = networks.build_model(config, get_task("addition"))
+  model.act.halting.kernel[...] *= 8.0  # halting logits that differ between examples
+  batch = addition_data.generate(batch_stream_key(0, 0, "eval"), 16, max_length=3, max_digits=2)
+  key = jax.random.PRNGKey(7)
+  choose = {"sampled": lambda stats, t: pondernet.sampled_steps(stats, jax.random.fold_in(key, t)),
+            "most_likely": lambda stats, t: pondernet.most_likely_steps(stats)}[rule]
+  got = model.at_halting_steps(batch.inputs, batch.input_mask, choose)
+
+  act, mask = model.act, np.asarray(batch.input_mask)
+  size, time_steps = mask.shape
+  carry = act.initialize_carry((size,))
+  logits, chosen = [], []
+  for t in range(time_steps):
+    states, outputs, halting = [], [], []
+    step_carry = carry
+    for n in range(act.max_steps):
+      flag = jnp.full((size, 1), 1.0 if n == 0 else 0.0)
+      step_carry, hidden = act.cell(step_carry, jnp.concatenate([batch.inputs[:, t], flag], -1))
+      states.append(step_carry)
+      outputs.append(np.asarray(act.output(hidden), np.float64))
+      halting.append(np.asarray(act.halting(jnp.concatenate(jax.tree.leaves(step_carry), -1))[:, 0],
+                                np.float64))
+    lam = 1.0 / (1.0 + np.exp(-np.asarray(halting).T))
+    lam[:, -1] = 1.0
+    p = lam * np.cumprod(np.concatenate([np.ones((size, 1)), 1.0 - lam[:, :-1]], 1), 1)
+    last = 1 + np.argmax(np.cumsum(p, 1) >= 1.0 - config.epsilon, 1)
+    p = np.where(np.arange(1, act.max_steps + 1) <= last[:, None], p, 0.0)
+    if rule == "sampled":
+      gumbel = np.asarray(jax.random.gumbel(jax.random.fold_in(key, t), p.shape), np.float64)
+      with np.errstate(divide="ignore"):
+        step = 1 + np.argmax(np.log(p) + gumbel, 1)
+    else:
+      step = 1 + np.argmax(p, 1)
+    step = np.where(mask[:, t], step, 0)
+    pick = lambda leaves: np.stack(leaves, 1)[np.arange(size), np.maximum(step, 1) - 1]
+    keep = lambda new, old: np.where(mask[:, t, None], new, old)
+    carry = jax.tree.map(lambda old, *new: keep(pick(new), np.asarray(old)), carry, *states)
+    logits.append(keep(pick(outputs), 0.0))
+    chosen.append(step)
+  np.testing.assert_array_equal(got.halting_steps, np.stack(chosen, 1))
+  assert len(set(np.asarray(got.halting_steps)[mask].tolist())) > 1  # the steps differ
+  np.testing.assert_allclose(got.logits, np.stack(logits, 1), rtol=1e-5, atol=1e-6)
