@@ -20,7 +20,7 @@ the next input step is that of the halting step). Its keys name their rule:
   likely step ``argmax_n p_n``;
 * ``sequence_error_mean_field``: the ``p``-weighted mean of the steps' logits,
   the rule of ACT (and of the training metrics);
-* ``expected_steps``: ``sum_n n p_n`` (on the sampled run's way), and
+* ``expected_steps``: ``sum_n n p_n`` with the ``p`` of the sampled run, and
   ``mean_sampled_steps`` and ``mean_most_likely_steps``: the halting steps taken;
   each per sequence averaged over its input steps, as ``mean_steps`` (``N``, the
   steps until the halting mass reaches ``1 - epsilon``, of the mean-field run).
