@@ -175,7 +175,8 @@ class AdaptiveComputationTime(nnx.Module):
           f"features build the cell with in_features={features} + 1")
 
   def __call__(self, carry: Any, inputs: jax.Array, *, mask: jax.Array | None = None,
-               targets: Any = None, step_loss: pondernet.StepLoss | None = None):
+               targets: Any = None, step_loss: pondernet.StepLoss | None = None,
+               halting_steps: jax.Array | None = None):
     """One input step: ``(s_{t-1}, x_t) -> (s_t, (y_t, stats))``.
 
     Args:
@@ -185,18 +186,30 @@ class AdaptiveComputationTime(nnx.Module):
       targets: with ``step_loss``: what it compares each step's output with.
       step_loss: optional ``step_loss(y_n, targets) -> batch_shape`` loss; see
         :func:`act_jax.pondernet.with_step_loss`.
+      halting_steps: optional int ``batch_shape``, for evaluation: halt exactly
+        at these steps (:func:`act_jax.pondernet.at_halting_step`), so ``s_t``
+        and ``y_t`` are the state and output of that step, not a mean field.
+        Not with ``step_loss``.
 
     Returns:
       ``(s_t, (y_t, stats))`` with ``stats`` an :class:`act_jax.PonderStats`;
-      with ``step_loss``, ``y_t`` is ``(y_t, sum_n p_n L(y_n))``.
+      with ``step_loss``, ``y_t`` is ``(y_t, sum_n p_n L(y_n))``; with
+      ``halting_steps``, ``stats.steps`` is ``halting_steps`` (0 where masked)
+      and ``stats.halting_probs`` one-hot.
     """
     self._check_features(inputs)
+    if halting_steps is not None and step_loss is not None:
+      raise ValueError("halting_steps and step_loss do not go together")
     step_fn, params, inputs, finish = self._loop_args(inputs, targets, step_loss)
+    rule, flag_only = self.halting_rule, True
+    if halting_steps is not None:  # the step reads its index to halt there
+      step_fn, inputs = pondernet.at_halting_step(step_fn), (inputs, halting_steps)
+      rule, flag_only = "act", False
     result = ponder_loop.ponder(step_fn, params, carry, inputs, max_steps=self.max_steps,
                                epsilon=self.epsilon, mask=mask, backend=self.backend,
                                chunk_steps=self.chunk_steps,
                                independent_examples=self.independent_examples,
-                               first_step_flag_only=True, halting=self.halting_rule)
+                               first_step_flag_only=flag_only, halting=rule)
     return result.state, (finish(result.output), result.stats)
 
   def ponder_sequence(

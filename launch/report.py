@@ -281,6 +281,98 @@ def depth_ut(runs: Sequence[Run], paper: Mapping[str, Any]) -> tuple[str, str]:
   return ours, f"{verdict} in kind (a small binary-addition task, not bAbI)"
 
 
+def parity_setting(config: Mapping[str, Any]) -> str:
+  """``64 bits``, or ``96 bits, 1-48 -> 49-96 non-zero`` for an extrapolation split."""
+  options = config["task_options"]
+  setting = f"{options['num_bits']} bits"
+  if options.get("eval_nonzero"):
+    train, held_out = (options.get(f"{split}_nonzero") or (1, options["num_bits"])
+                       for split in ("train", "eval"))
+    setting += f", {train[0]}-{train[1]} -> {held_out[0]}-{held_out[1]} non-zero"
+  return setting
+
+
+def span(values: Sequence[str]) -> str:
+  """``low-high`` of formatted numbers (in their numeric order), or the one value."""
+  ordered = sorted(set(values), key=lambda v: float(v.rstrip(" %")))
+  return ordered[0] if len(ordered) == 1 else f"{ordered[0]}-{ordered[-1]}"
+
+
+def _halting(config: Mapping[str, Any]) -> str:
+  return config.get("halting", "act") if config["mode"] == "act" else config["mode"]
+
+
+def _pondernet_run(run: Run) -> str:
+  """A PonderNet run's error (naming the rule it was scored by) and steps."""
+  final = run.final
+  rule = ("at a sampled halting step" if "sequence_error_most_likely" in final
+          else "of the p-weighted mean logits")
+  steps_taken = (f"expected steps {final['expected_steps']:.1f}" if "expected_steps" in final
+                 else f"N {final['mean_steps']:.1f}")
+  return (f"PonderNet {pct(final['sequence_error'])} ({rule}), {steps_taken} (lambda_p = "
+          f"{run.config['lambda_p']:g}, M = {run.config['max_steps']}, "
+          f"{steps(final['step'])} steps)")
+
+
+def _pondernet_steps(run: Run) -> float:
+  return run.final.get("expected_steps", run.final["mean_steps"])
+
+
+def _claim_holds(setting: str, pondernet: Sequence[Run], act: Sequence[Run],
+                 paper: Mapping[str, Any]) -> bool | None:
+  """Whether PonderNet's claim in one of its paper's settings holds for the records (None: no
+  ACT record to hold it against)."""
+  if not act:
+    return None
+  best = min(pondernet, key=lambda r: r.final["sequence_error"])
+  if setting == paper["extrapolation"]:
+    return (best.final["sequence_error"] <= paper["target_error"] and
+            all(r.final["sequence_error"] >= paper["chance_error"] for r in act))
+  best_act = min(act, key=lambda r: r.final["sequence_error"])
+  return (best.final["sequence_error"] <= best_act.final["sequence_error"] and
+          _pondernet_steps(best) < best_act.final["mean_steps"])
+
+
+def pondernet_parity(runs: Sequence[Run], paper: Mapping[str, Any]) -> tuple[str, str]:
+  """PonderNet's parity claims are figures, so the rule is qualitative. In each setting of its
+  paper with a PonderNet record (``interpolation``: 64 bits; ``extrapolation``: 96 bits, trained
+  on 1-48 non-zero bits and evaluated on 49-96) the claim holds when, against the ACT records of
+  that setting, the best PonderNet record has at most the best ACT error and takes fewer steps
+  (its expected steps where recorded, else N; ACT's N) (interpolation), or has an error of at most
+  ``target_error`` while every ACT record stays at ``chance_error`` or above (extrapolation).
+  Reproduced when it holds in both settings; partly in one; not reproduced when it holds in
+  none that has ACT records; "not comparable" when no PonderNet record is in either setting
+  (the records' own settings are then listed with ACT's records of the same setting)."""
+  by_setting: dict[str, dict[str, list[Run]]] = {}
+  for run in runs:
+    by_setting.setdefault(parity_setting(run.config), {}).setdefault(
+        _halting(run.config), []).append(run)
+  parts, claims = [], {}
+  for setting, rules in sorted(by_setting.items()):
+    if "pondernet" not in rules:
+      continue
+    text = "; ".join(_pondernet_run(r) for r in rules["pondernet"])
+    act = rules.get("act", [])
+    if act:
+      text += (f"; ACT {span([pct(r.final['sequence_error']) for r in act])}, N "
+               f"{span([format(r.final['mean_steps'], '.1f') for r in act])} ({len(act)} "
+               f"seed{'s' if len(act) > 1 else ''})")
+    parts.append(f"{setting}: {text}")
+    if setting in (paper["interpolation"], paper["extrapolation"]):
+      claims[setting] = _claim_holds(setting, rules["pondernet"], act, paper)
+  ours = "; ".join(parts)
+  if not claims:
+    return ours, (f"not comparable: no record in the paper's settings ({paper['interpolation']}; "
+                  f"{paper['extrapolation']}), only {', '.join(s for s in sorted(by_setting))}")
+  held = [s for s, holds in claims.items() if holds]
+  tested = [s for s, holds in claims.items() if holds is not None]
+  verdict = ("reproduced" if len(held) == 2 else "partly" if held else
+             "not reproduced" if tested else "not comparable")
+  untested = [s for s in (paper["interpolation"], paper["extrapolation"]) if s not in tested]
+  return ours, (f"{verdict}: the claim holds in {len(held)} of {len(tested)} settings run "
+                f"with ACT" + (f"; not run against ACT: {'; '.join(untested)}" if untested else ""))
+
+
 RULES: dict[str, Callable[[Sequence[Run], Mapping[str, Any]], tuple[str, str]]] = {
     "parity_first_k": parity_first_k,
     "parity_random": parity_random,
@@ -291,14 +383,17 @@ RULES: dict[str, Callable[[Sequence[Run], Mapping[str, Any]], tuple[str, str]]] 
     "sort": act_against_none,
     "text_lm": text_lm,
     "depth_ut": depth_ut,
+    "pondernet_parity": pondernet_parity,
 }
 
 
 def summary_rows(runs_dir: str, published: Mapping[str, Any]) -> list[Row]:
-  """One row per experiment of the published-numbers file, in its order."""
+  """One row per experiment of the published-numbers file, in its order (its runs: one folder of
+  ``runs_dir``, or a list of them)."""
   rows = []
   for paper in published["experiments"]:
-    runs = load_runs(runs_dir, paper["runs"])
+    folders = [paper["runs"]] if isinstance(paper["runs"], str) else paper["runs"]
+    runs = [run for folder in folders for run in load_runs(runs_dir, folder)]
     ours, verdict = RULES[paper["id"]](runs, paper) if runs else ("no record", "not run")
     rows.append(Row(paper["title"], paper["published"], ours, verdict))
   return rows

@@ -7,9 +7,26 @@ network; the training loop scores its stacked networks with
 (the paper's difficulty figure's examples).
 
 With ``config.halting="pondernet"`` the training loss is PonderNet's expected
-loss (:func:`step_target_loss` per ponder step), while the metrics here score
-the ``p``-weighted mean of the steps' logits, as for ACT, not the logits of a
-sampled or most likely halting step (:mod:`act_jax.pondernet` has those rules).
+loss (:func:`step_target_loss` per ponder step), and the held-out evaluation of
+the synthetic tasks scores the network as PonderNet does, halting at a step drawn
+from ``p`` (:meth:`tasks.models.TaskModel.at_halting_steps`; the state carried to
+the next input step is that of the halting step). Its keys name their rule:
+
+* ``sequence_error`` and ``task_loss`` (nats per sequence, summed over its
+  targets): at the *sampled* halting step ``n ~ p``, drawn with a key fixed by
+  ``config.seed`` and the batch's index (:func:`evaluation_key`), so an
+  evaluation run again draws the same steps;
+* ``sequence_error_most_likely`` and ``task_loss_most_likely``: at the most
+  likely step ``argmax_n p_n``;
+* ``sequence_error_mean_field``: the ``p``-weighted mean of the steps' logits,
+  the rule of ACT (and of the training metrics);
+* ``expected_steps``: ``sum_n n p_n`` with the ``p`` of the sampled run, and
+  ``mean_sampled_steps`` and ``mean_most_likely_steps``: the halting steps taken;
+  each per sequence averaged over its input steps, as ``mean_steps`` (``N``, the
+  steps until the halting mass reaches ``1 - epsilon``, of the mean-field run).
+
+ACT's evaluation, and text's (bits per character of the mean field) under either
+rule, score the ``p``-weighted mean of the logits.
 
 Sequence error counts only sequences that have a target: addition's length-1
 sequences have none, and are left out of every sequence-level number
@@ -31,6 +48,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import act_jax
+from act_jax import pondernet
 from tasks import models, networks
 from tasks.data import Batch, text
 from tasks.registry import BITS_PER_CHARACTER, BatchSource, get_task
@@ -93,20 +111,53 @@ def ponder_terms(stats: act_jax.PonderStats, batch: Batch):
   return tuple(ponder_mean(x, batch) for x in per_step_ponder(stats))
 
 
-def _sequence_outputs(model: models.TaskModel, batch: Batch) -> dict[str, jax.Array]:
-  """Per example: any mistake, whether it has a target, mean N and rho, difficulty."""
+def evaluation_key(seed: int, batch_index: int) -> jax.Array:
+  """The PRNG key of PonderNet's sampled halting steps on an evaluation's batch ``batch_index``."""
+  return jax.random.fold_in(jax.random.PRNGKey(seed), batch_index)
+
+
+def _sequence_outputs(model: models.TaskModel, batch: Batch, key: jax.Array
+                      ) -> dict[str, jax.Array]:
+  """Per example: any mistake, whether it has a target, mean N and rho, difficulty; for
+  PonderNet, those of :func:`_halting_step_outputs` (``wrong`` at the sampled step)."""
   out = model(batch.inputs, batch.input_mask)
   _, wrong = target_terms(out.logits, batch)
   any_wrong, scored = sequence_errors(wrong, batch)
   steps, ponder = ponder_terms(out.stats, batch)
   first_weight = out.stats.halting_probs[..., 0].astype(jnp.float32)
-  return {"wrong": any_wrong, "scored": scored, "steps": steps, "ponder": ponder,
-          "max_steps": jnp.max(jnp.where(batch.input_mask, out.stats.steps, 0), axis=1),
-          "first_weight": ponder_mean(first_weight, batch), "difficulty": batch.difficulty}
+  outputs = {"wrong": any_wrong, "scored": scored, "steps": steps, "ponder": ponder,
+             "max_steps": jnp.max(jnp.where(batch.input_mask, out.stats.steps, 0), axis=1),
+             "first_weight": ponder_mean(first_weight, batch), "difficulty": batch.difficulty}
+  if model.halting == "pondernet":
+    outputs = {**outputs, "wrong_mean_field": any_wrong, **_halting_step_outputs(model, batch, key)}
+  return outputs
 
 
-def _character_outputs(model: models.TaskModel, batch: Batch) -> dict[str, jax.Array]:
-  """Per input step: loss, mistake, N and rho, and the input byte and target mask."""
+def _halting_step_outputs(model: models.TaskModel, batch: Batch, key: jax.Array
+                          ) -> dict[str, jax.Array]:
+  """Per example, PonderNet halting at a step sampled from ``p`` (``key`` folded with the
+  input step) and at the most likely step: any mistake, the task loss, the mean halting
+  step; and the mean expected number of steps ``sum_n n p_n`` of the sampled run."""
+  rules = {"": lambda stats, t: pondernet.sampled_steps(stats, jax.random.fold_in(key, t)),
+           "_most_likely": lambda stats, t: pondernet.most_likely_steps(stats)}
+  outputs = {}
+  for suffix, choose in rules.items():
+    out = model.at_halting_steps(batch.inputs, batch.input_mask, choose)
+    losses, wrong = target_terms(out.logits, batch)
+    outputs["wrong" + suffix] = sequence_errors(wrong, batch)[0]
+    outputs["task_loss" + suffix] = jnp.sum(losses, axis=(1, 2))
+    outputs["halting_steps" + suffix] = ponder_mean(out.halting_steps.astype(jnp.float32), batch)
+    if not suffix:
+      outputs["expected_steps"] = ponder_mean(
+          pondernet.expected_steps(out.stats).astype(jnp.float32), batch)
+  return outputs
+
+
+def _character_outputs(model: models.TaskModel, batch: Batch, key: jax.Array
+                       ) -> dict[str, jax.Array]:
+  """Per input step: loss, mistake, N and rho, and the input byte and target mask (the mean
+  field's under either halting rule; ``key`` unused)."""
+  del key
   out = model(batch.inputs, batch.input_mask)
   losses, wrong = target_terms(out.logits, batch)
   steps, ponder = per_step_ponder(out.stats)
@@ -115,20 +166,31 @@ def _character_outputs(model: models.TaskModel, batch: Batch) -> dict[str, jax.A
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "metric", "mesh"))
-def _eval_step(graphdef: nnx.GraphDef, model_state: nnx.State, batch: Batch, *, metric: str,
-               mesh: Mesh) -> dict[str, jax.Array]:
-  """Every network's outputs ``[K, B, ...]`` on its batch, replicated."""
+def _eval_step(graphdef: nnx.GraphDef, model_state: nnx.State, batch: Batch, key: jax.Array, *,
+               metric: str, mesh: Mesh) -> dict[str, jax.Array]:
+  """Every network's outputs ``[K, B, ...]`` on its batch (PonderNet's draws: ``key``),
+  replicated."""
   outputs = _character_outputs if metric == BITS_PER_CHARACTER else _sequence_outputs
-  per_network = lambda state, batch: outputs(nnx.merge(graphdef, state), batch)
+  per_network = lambda state, batch: outputs(nnx.merge(graphdef, state), batch, key)
   return networks.replicated(jax.vmap(per_network)(model_state, batch), mesh)
 
 
+# The summary's means per sequence with a target, by the per-example output they average
+# (all but the first three: PonderNet's alone, see the module docstring).
+_SEQUENCE_MEANS = {"wrong": "sequence_error", "steps": "mean_steps", "ponder": "mean_ponder",
+                   "task_loss": "task_loss", "wrong_most_likely": "sequence_error_most_likely",
+                   "task_loss_most_likely": "task_loss_most_likely",
+                   "wrong_mean_field": "sequence_error_mean_field",
+                   "expected_steps": "expected_steps", "halting_steps": "mean_sampled_steps",
+                   "halting_steps_most_likely": "mean_most_likely_steps"}
+
+
 def _sequence_summary(per_example: Mapping[str, np.ndarray]) -> dict[str, Any]:
-  """Sequence error, mean N and mean rho per sequence with a target, and by difficulty."""
+  """Sequence error, mean N and mean rho per sequence with a target (and PonderNet's
+  numbers, :data:`_SEQUENCE_MEANS`), and by difficulty."""
   scored = per_example["scored"]
-  summary = lambda sel: {"sequence_error": float(per_example["wrong"][sel].mean()),
-                         "mean_steps": float(per_example["steps"][sel].mean()),
-                         "mean_ponder": float(per_example["ponder"][sel].mean())}
+  summary = lambda sel: {name: float(per_example[k][sel].mean())
+                         for k, name in _SEQUENCE_MEANS.items() if k in per_example}
   by_difficulty = {}
   for d in np.unique(per_example["difficulty"][scored]):
     sel = scored & (per_example["difficulty"] == d)
@@ -191,11 +253,13 @@ class Evaluation(NamedTuple):
 
 
 def _evaluate_batches(graphdef: nnx.GraphDef, model_state: nnx.State, batches: Iterable[Batch],
-                      metric: str, mesh: Mesh, num_examples: int | None = None) -> Evaluation:
+                      metric: str, mesh: Mesh, seed: int,
+                      num_examples: int | None = None) -> Evaluation:
   """Evaluates stacked networks on their stacked ``batches`` (the first ``num_examples``
-  examples of them, or all)."""
-  parts = [jax.device_get(_eval_step(graphdef, model_state, batch, metric=metric, mesh=mesh))
-           for batch in batches]
+  examples of them, or all); PonderNet's draws from :func:`evaluation_key` of ``seed``."""
+  parts = [jax.device_get(_eval_step(graphdef, model_state, batch, evaluation_key(seed, i),
+                                     metric=metric, mesh=mesh))
+           for i, batch in enumerate(batches)]
   outputs = {k: np.concatenate([p[k] for p in parts], axis=1)[:, :num_examples]
              for k in parts[0]}
   if metric == BITS_PER_CHARACTER:
@@ -215,7 +279,7 @@ def evaluate_networks(graphdef: nnx.GraphDef, model_state: nnx.State,
   metric = get_task(config.task).metric
   run = lambda **options: _evaluate_batches(
       graphdef, model_state, source.held_out(config.eval_batches, **options), metric,
-      source.mesh)
+      source.mesh, config.seed)
   held_out = run()
   if metric != BITS_PER_CHARACTER:
     return held_out
@@ -242,7 +306,8 @@ def evaluate_figure(graphdef: nnx.GraphDef, model_state: nnx.State,
   batches = (stack(batch) for batch, _ in task.figure.batches(
       options, config.figure_examples, config.eval_batch_size, config.seed))
   num_examples = len(task.figure.levels(**options)) * config.figure_examples
-  result = _evaluate_batches(graphdef, model_state, batches, task.metric, mesh, num_examples)
+  result = _evaluate_batches(graphdef, model_state, batches, task.metric, mesh, config.seed,
+                             num_examples)
   label = lambda summary: {"difficulty": task.figure.difficulty,
                            "examples_per_level": config.figure_examples, **summary}
   return Evaluation(label(result.pooled), [label(n) for n in result.networks])

@@ -13,6 +13,7 @@ training loop treats them alike.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -41,6 +42,27 @@ class ModelOutput(NamedTuple):
   logits: jax.Array
   stats: act_jax.PonderStats
   expected_loss: jax.Array | None = None
+
+
+class HaltingStepOutput(NamedTuple):
+  """A PonderNet network halted at chosen steps (:meth:`TaskModel.at_halting_steps`).
+
+  Attributes:
+    logits: the logits of each input step's halting step, ``[batch, time, outputs]``.
+    halting_steps: the chosen steps ``[batch, time]``, int32 (a rule's choice at masked
+      input steps: :mod:`act_jax.pondernet`'s rules give 0).
+    stats: PonderNet's statistics of each input step (``p`` from the state the
+      network reached by halting at the earlier chosen steps), ``[batch, time]``.
+  """
+
+  logits: jax.Array
+  halting_steps: jax.Array
+  stats: act_jax.PonderStats
+
+
+HaltingChoice = Callable[[act_jax.PonderStats, jax.Array], jax.Array]
+"""``choose(stats, t) -> halting steps``: a rule that picks each example's halting step at
+input step ``t`` from its PonderNet statistics (e.g. :func:`act_jax.pondernet.sampled_steps`)."""
 
 
 class TaskModel(nnx.Module):
@@ -118,8 +140,7 @@ class TaskModel(nnx.Module):
     With ``step_loss`` and ``targets`` (leaves ``[B, T, ...]``; ``mode="act"``)
     each ponder step's logits are scored inside the loop: ``expected_loss``.
     """
-    if jnp.issubdtype(inputs.dtype, jnp.integer):
-      inputs = jax.nn.one_hot(inputs, self.input_size)
+    inputs = self._features(inputs)
     if self.mode == "act":
       # Rematerialising input steps saves memory only across several of them; for one
       # (parity, logic) it would just run the forward pass twice.
@@ -131,6 +152,50 @@ class TaskModel(nnx.Module):
       logits, expected_loss = result.outputs
       return ModelOutput(logits, result.stats, expected_loss)
     return self._fixed_steps(inputs, input_mask)
+
+  def at_halting_steps(self, inputs: jax.Array, input_mask: jax.Array,
+                       choose: HaltingChoice) -> HaltingStepOutput:
+    """PonderNet's evaluation: the network halting at steps that ``choose`` picks.
+
+    At each input step ``t`` the network ponders by PonderNet's rule from the
+    state it has reached, ``choose(stats, t)`` picks each example's halting step
+    ``n`` from ``p``, and the network ponders again halting exactly there
+    (:func:`act_jax.pondernet.at_halting_step`): the input step's logits are
+    ``y_t^n`` and the state carried on is ``s_t^n``, as for a network that
+    halts at ``n``, not the mean field of training.
+
+    Args:
+      inputs: ``[B, T, D]`` or tokens ``[B, T]``.
+      input_mask: bool ``[B, T]``.
+      choose: ``(stats, t) -> int [B]``, e.g. :func:`act_jax.pondernet.most_likely_steps`.
+
+    Raises:
+      ValueError: unless the network halts by PonderNet's rule.
+    """
+    if self.halting != "pondernet":
+      raise ValueError(f"at_halting_steps needs halting='pondernet', got {self.halting!r}")
+    inputs = self._features(inputs)
+    graphdef, state = nnx.split(self.act)
+
+    def one_input(carry, xs):
+      x_t, mask_t, t = xs
+      act = nnx.merge(graphdef, state)
+      _, (_, stats) = act(carry, x_t, mask=mask_t)
+      steps = choose(stats, t)
+      carry, (logits, _) = act(carry, x_t, mask=mask_t, halting_steps=steps)
+      return carry, (logits, steps, stats)
+
+    swap = lambda x: jnp.swapaxes(x, 0, 1)
+    time_steps = jnp.arange(inputs.shape[1], dtype=jnp.int32)
+    _, outs = jax.lax.scan(one_input, self.act.initialize_carry(inputs.shape[:1]),
+                           (swap(inputs), swap(input_mask), time_steps))
+    return HaltingStepOutput(*jax.tree.map(swap, outs))
+
+  def _features(self, inputs: jax.Array) -> jax.Array:
+    """``inputs`` as features: integer (token) inputs one-hot encoded."""
+    if jnp.issubdtype(inputs.dtype, jnp.integer):
+      return jax.nn.one_hot(inputs, self.input_size)
+    return inputs
 
   def _fixed_steps(self, inputs: jax.Array, input_mask: jax.Array) -> ModelOutput:
     """``repeats`` cell updates per input step (flag on the first), no halting."""

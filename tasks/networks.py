@@ -146,7 +146,7 @@ class NetworkBatches:
   def _generated_eval(self, index: int) -> Batch:
     """Generated sources: all networks' evaluation batch ``index`` in one jitted call."""
     first = self.sources[0]
-    generate = _stacked_generator(first.generate, first.eval_batch_size, first.options, "eval",
+    generate = _stacked_generator(first.generate, first.eval_batch_size, first.eval_options, "eval",
                                   NamedSharding(self.mesh, PartitionSpec(None, DATA_AXIS)))
     return generate(self.seeds, np.int32(index))
 

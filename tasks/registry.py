@@ -145,10 +145,16 @@ class GeneratorSampler:
 
 @dataclasses.dataclass(frozen=True)
 class GeneratedBatches:
-  """Batches of a synthetic generator, drawn from ``(seed, step, split)``."""
+  """Batches of a synthetic generator, drawn from ``(seed, step, split)``.
+
+  Attributes:
+    options: the generator's options for the training batches;
+    eval_options: for the held-out batches (the same, except parity's extrapolation split).
+  """
 
   generate: Callable[..., Batch]
   options: tuple[tuple[str, Any], ...]
+  eval_options: tuple[tuple[str, Any], ...]
   batch_size: int
   eval_batch_size: int
   seed: int
@@ -158,7 +164,7 @@ class GeneratedBatches:
     return generate(batch_stream_key(self.seed, step, "train"))
 
   def held_out(self, max_batches: int) -> Iterator[Batch]:
-    generate = _generator(self.generate, self.eval_batch_size, self.options)
+    generate = _generator(self.generate, self.eval_batch_size, self.eval_options)
     for i in range(max_batches):
       yield generate(batch_stream_key(self.seed, i, "eval"))
 
@@ -169,13 +175,30 @@ class GeneratedBatches:
     return ()
 
 
-def _synthetic(name: str, module, input_size, num_classes, difficulty: str) -> Task:
+def same_options(options: Mapping[str, Any], split: str) -> dict[str, Any]:
+  """The generator's options of a split: the task options, whatever the split."""
+  del split
+  return dict(options)
+
+
+def _synthetic(name: str, module, input_size, num_classes, difficulty: str,
+               split_options: Callable[[Mapping[str, Any], str], dict[str, Any]] = same_options
+               ) -> Task:
+  """A generated task; ``split_options(task_options, split)``: the generator's options of the
+  ``"train"`` or ``"eval"`` split (ValueError naming a bad option)."""
+  def generator_options(options, split):
+    return tuple(sorted(split_options(options, split).items()))
+
   def check_options(options):
-    jax.eval_shape(lambda key: module.generate(key, 1, **options), jax.random.PRNGKey(0))
+    for split in ("train", "eval"):
+      generator = dict(generator_options(options, split))
+      jax.eval_shape(lambda key: module.generate(key, 1, **generator), jax.random.PRNGKey(0))
 
   def source(config):
-    return GeneratedBatches(module.generate, tuple(sorted(config.task_options.items())),
-                            config.batch_size, config.eval_batch_size, config.seed)
+    options = config.task_options.to_dict()
+    return GeneratedBatches(module.generate, generator_options(options, "train"),
+                            generator_options(options, "eval"), config.batch_size,
+                            config.eval_batch_size, config.seed)
 
   figure = FigureSet(module.FIGURE_DIFFICULTY, module.figure_levels, module.figure_batch)
   return Task(name, input_size, num_classes, module.TARGET_SLOTS, difficulty, SEQUENCE_ERROR,
@@ -192,7 +215,7 @@ def _text_source(config: ml_collections.ConfigDict) -> text.TextBatches:
 
 TASKS: dict[str, Task] = {
     "parity": _synthetic("parity", parity, lambda o: o.get("num_bits", parity.INPUT_SIZE),
-                         lambda o: parity.NUM_CLASSES, "non-zero bits"),
+                         lambda o: parity.NUM_CLASSES, "non-zero bits", parity.split_options),
     "logic": _synthetic("logic", logic, lambda o: logic.INPUT_SIZE,
                         lambda o: logic.NUM_CLASSES, "gates per vector (max)"),
     "addition": _synthetic("addition", addition, lambda o: addition.INPUT_SIZE,

@@ -59,14 +59,28 @@ def run_results(config: ml_collections.ConfigDict, task: Task, step: int, taus: 
                        for i, (tau, network) in enumerate(zip(taus, result.networks))]}
 
 
+def pondernet_line(metrics: Mapping[str, Any]) -> str:
+  """PonderNet's evaluation by its other rules (``tasks/evaluation.py``), or "" without them."""
+  if "sequence_error_most_likely" not in metrics:
+    return ""
+  return (f"most likely step {metrics['sequence_error_most_likely']:.4f}, mean field "
+          f"{metrics['sequence_error_mean_field']:.4f}; expected steps "
+          f"{metrics['expected_steps']:.2f}, sampled {metrics['mean_sampled_steps']:.2f}, "
+          f"most likely {metrics['mean_most_likely_steps']:.2f}")
+
+
 def _metric_line(metrics: Mapping[str, Any], metric: str) -> str:
-  """The headline metric, mean N and mean rho of one result."""
+  """The headline metric, mean N and mean rho of one result (PonderNet: and its other rules')."""
   if metric == BITS_PER_CHARACTER:
     head = (f"held-out {metrics['bits_per_character']:.3f} bpc (train "
             f"{metrics['train_bits_per_character']:.3f}), ")
+  elif "sequence_error_most_likely" in metrics:
+    head = f"sequence error at a sampled step {metrics['sequence_error']:.4f}, "
   else:
     head = f"sequence error {metrics['sequence_error']:.4f}, "
-  return head + f"mean N {metrics['mean_steps']:.2f}, mean rho {metrics['mean_ponder']:.2f}"
+  other_rules = pondernet_line(metrics)
+  return (head + f"mean N {metrics['mean_steps']:.2f}, mean rho {metrics['mean_ponder']:.2f}"
+          + (f"; {other_rules}" if other_rules else ""))
 
 
 def _tau(results: Mapping[str, Any]) -> str:

@@ -207,8 +207,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         window = _Window()
       if step % config.eval_every == 0 and step < config.num_steps:
         result = evaluate_and_write(step, state).pooled
-        logging.info("eval at step %d | %s %.4f | N %.2f | rho %.2f", step, short,
-                     result[task.metric], result["mean_steps"], result["mean_ponder"])
+        other_rules = results.pondernet_line(result)
+        logging.info("eval at step %d | %s %.4f | N %.2f | rho %.2f%s", step, short,
+                     result[task.metric], result["mean_steps"], result["mean_ponder"],
+                     f" | {other_rules}" if other_rules else "")
         if tracker.all_solved:
           logging.info("solved at step %d (%s averaged over the last %d evaluations <= %g)",
                        step, short, config.solved_evals, config.solved_at)

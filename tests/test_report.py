@@ -93,3 +93,48 @@ def test_parity_first_k_counts_models_solved_as_theirs():
   assert verdict.startswith("reproduced: 2 of 2 models") and "2.0x their steps" in verdict
   runs[2] = _run("n0", {"mode": "none", "num_steps": 400_000}, solved_step=300_000)
   assert report.parity_first_k(runs, paper)[1].startswith("partly: 1 of 2 models")
+
+
+PONDERNET = {"interpolation": "64 bits", "extrapolation": "96 bits, 1-48 -> 49-96 non-zero",
+             "target_error": 0.05, "chance_error": 0.4}
+EXTRAPOLATION = {"num_bits": 96, "train_nonzero": [1, 48], "eval_nonzero": [49, 96]}
+
+
+def _parity_run(name, options, halting, error, n, **final):
+  config = {"mode": "act", "halting": halting, "task_options": options, "lambda_p": 0.2,
+            "max_steps": 20}
+  return _run(name, config, step=100_000, sequence_error=error, mean_steps=n, **final)
+
+
+@pytest.mark.parametrize("pondernet_64, pondernet_96, verdict", [
+    ((0.01, 4.0), (0.02, 5.0), "reproduced: the claim holds in 2 of 2 settings run with ACT"),
+    ((0.01, 4.0), (0.30, 5.0), "partly: the claim holds in 1 of 2"),
+    ((0.01, 9.0), (0.30, 5.0), "not reproduced: the claim holds in 0 of 2"),  # more steps
+    ((0.20, 4.0), None, "not reproduced: the claim holds in 0 of 1 settings run with ACT; not run "
+                        "against ACT: 96 bits, 1-48 -> 49-96 non-zero"),
+    ((0.01, 4.0), None, "partly: the claim holds in 1 of 1"),
+])
+def test_pondernet_parity_verdicts(pondernet_64, pondernet_96, verdict):
+  runs = [_parity_run("act64", {"num_bits": 64}, "act", 0.10, 6.0),
+          _parity_run("pn64", {"num_bits": 64}, "pondernet", pondernet_64[0], 12.0,
+                      expected_steps=pondernet_64[1], sequence_error_most_likely=0.0),
+          _parity_run("pn8", {"num_bits": 8}, "pondernet", 0.0, 12.0)]
+  if pondernet_96:
+    runs += [_parity_run("act96", EXTRAPOLATION, "act", 0.5, 3.0),
+             _parity_run("pn96", EXTRAPOLATION, "pondernet", pondernet_96[0], 12.0,
+                         expected_steps=pondernet_96[1], sequence_error_most_likely=0.0)]
+  ours, got = report.pondernet_parity(runs, PONDERNET)
+  assert got.startswith(verdict)
+  assert ("64 bits: PonderNet 1.0 % (at a sampled halting step), expected steps 4.0" in ours) == (
+      pondernet_64 == (0.01, 4.0))
+  assert "8 bits: PonderNet 0.0 % (of the p-weighted mean logits), N 12.0" in ours
+
+
+def test_pondernet_parity_without_the_papers_settings_is_not_comparable():
+  runs = [_parity_run("pn8", {"num_bits": 8}, "pondernet", 0.0, 12.7),
+          _parity_run("act8", {"num_bits": 8}, "act", 0.001, 2.5)]
+  ours, verdict = report.pondernet_parity(runs, PONDERNET)
+  assert ours.endswith("; ACT 0.1 %, N 2.5 (1 seed)")
+  assert verdict == ("not comparable: no record in the paper's settings (64 bits; 96 bits, 1-48 "
+                     "-> 49-96 non-zero), only 8 bits")
+  assert report.parity_setting({"task_options": EXTRAPOLATION}) == PONDERNET["extrapolation"]

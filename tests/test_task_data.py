@@ -89,6 +89,39 @@ def test_parity_num_bits():
   _check_uniform(batch.difficulty, 1, 3)
 
 
+@pytest.mark.parametrize("layout", ["random", "first_k"])
+def test_parity_extrapolation_split_draws_its_counts_and_keeps_the_labels(layout):
+  options = {"num_bits": 96, "layout": layout, "train_nonzero": (1, 48),
+             "eval_nonzero": [49, 96]}  # a list, as read back from config.json
+  for split, (low, high) in (("train", (1, 48)), ("eval", (49, 96))):
+    generator = parity.split_options(options, split)
+    assert generator == {"num_bits": 96, "layout": layout, "nonzero": (low, high)}
+    batch = _numpy(parity.generate(batch_stream_key(2, 0, split), BATCH, **generator))
+    bits = batch.inputs[:, 0]
+    np.testing.assert_array_equal((bits != 0).sum(axis=1), batch.difficulty)
+    _check_uniform(batch.difficulty, low, high)
+    np.testing.assert_array_equal(batch.targets[:, 0, 0], (bits > 0).sum(axis=1) % 2)
+    assert abs(batch.targets.mean() - 0.5) < 0.05
+  assert parity.figure_levels(**options) == tuple(range(49, 97))
+  # Without the options, both splits span 1..num_bits and draw the batches they always did.
+  default = parity.split_options({"num_bits": 64}, "eval")
+  assert default == {"num_bits": 64, "nonzero": (1, 64)}
+  for a, b in zip(parity.generate(batch_stream_key(1, 0, "train"), 64, **default),
+                  parity.generate(batch_stream_key(1, 0, "train"), 64)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.parametrize(("option", "value"), [
+    ("train_nonzero", (0, 48)), ("eval_nonzero", (49, 97)), ("train_nonzero", (10, 5)),
+    ("eval_nonzero", 49), ("train_nonzero", (1, 2, 3)), ("eval_nonzero", (1.0, 5)),
+    ("train_nonzero", (True, 5)),
+])
+def test_parity_bad_nonzero_range_names_the_option_and_value(option, value):
+  with pytest.raises(ValueError, match=(f"^{option} must be .* num_bits = 96, "
+                                        f"got {re.escape(repr(value))}$")):
+    parity.split_options({"num_bits": 96, option: value}, "train")
+
+
 # ---------------------------------------------------------------- logic
 
 # Gate id -> boolean function of (P, Q) = (b_i, b_{i-1}), named as in Table 1.
@@ -319,6 +352,7 @@ def test_usable_under_jit(task):
     (parity.generate, {"batch_size": 0}, "0"),
     (parity.generate, {"num_bits": 0}, "0"),
     (parity.generate, {"layout": "diagonal"}, "'diagonal'"),
+    (parity.generate, {"num_bits": 8, "nonzero": (0, 8)}, "(0, 8)"),
     (logic.generate, {"max_length": 0}, "0"),
     (logic.generate, {"max_gates": 11}, "11"),
     (logic.generate, {"batch_size": 2.5}, "2.5"),

@@ -16,6 +16,7 @@ import pytest
 from tasks import config_checks, networks, plots, stopping, train
 from tasks.results import summary_table
 from tasks.configs import addition, logic, parity, sort
+from tasks.registry import get_task
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = {"parity": parity, "logic": logic, "addition": addition, "sort": sort}
@@ -73,6 +74,34 @@ def test_pondernet_trains_on_its_expected_loss(tmp_path):
   assert "(act, PonderNet, beta=0.05, lambda_p=0.3)" in summary_table(results)
   # rho = N + R with R the halting mass left out, at most epsilon.
   assert results["mean_steps"] <= results["mean_ponder"] <= results["mean_steps"] + 0.01
+
+
+def test_parity_extrapolation_split_with_pondernet_writes_every_rule(tmp_path, monkeypatch):
+  config = _tiny(halting="pondernet", figure_examples=3)
+  config.task_options.train_nonzero, config.task_options.eval_nonzero = (1, 4), (5, 8)
+  task = get_task("parity")
+  source = task.source(config)
+  assert set(np.asarray(source.train(0).difficulty)) <= {1, 2, 3, 4}
+  lines = []
+  monkeypatch.setattr(train.logging, "info", lambda message, *args: lines.append((message, args)))
+  results = train.train_and_evaluate(config, str(tmp_path))
+  saved = json.loads((tmp_path / "results.json").read_text())
+  rules = ("sequence_error", "task_loss", "sequence_error_most_likely", "task_loss_most_likely",
+           "sequence_error_mean_field", "expected_steps", "mean_sampled_steps",
+           "mean_most_likely_steps")
+  for summary in (saved, saved["figure"], saved["networks"][0]):
+    assert set(rules) <= set(summary)
+    assert 1.0 <= summary["mean_sampled_steps"] <= summary["mean_steps"]
+  assert sorted(saved["by_difficulty"], key=int) == ["5", "6", "7", "8"]
+  assert {k: row["count"] for k, row in saved["figure"]["by_difficulty"].items()} == {
+      "5": 3, "6": 3, "7": 3, "8": 3}
+  evals = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()
+           if '"eval"' in line]
+  assert [row["step"] for row in evals] == [10, 20] and all(set(rules) <= set(r) for r in evals)
+  progress = [message % args for message, args in lines if str(message).startswith("eval at")]
+  assert len(progress) == 1 and "most likely step" in progress[0], progress
+  assert "expected steps" in progress[0] and progress[0].startswith("eval at step 10 |")
+  assert "sequence error at a sampled step" in summary_table(results)
 
 
 def _latest_params(workdir):
@@ -213,6 +242,11 @@ def test_bad_task_option_and_workdir(tmp_path):
   config = _tiny()
   config.task_options.layout = "diagonal"
   with pytest.raises(config_checks.ConfigError, match="layout.*'diagonal'"):
+    train.train_and_evaluate(config, str(tmp_path))
+  config = _tiny()
+  config.task_options.eval_nonzero = (5, 9)
+  with pytest.raises(config_checks.ConfigError, match=(
+      r"^config.task_options: eval_nonzero must be .* num_bits = 8, got \(5, 9\)$")):
     train.train_and_evaluate(config, str(tmp_path))
   blocker = tmp_path / "file"
   blocker.write_text("not a directory")
