@@ -130,6 +130,20 @@ def test_pondernet_parity_verdicts(pondernet_64, pondernet_96, verdict):
   assert "8 bits: PonderNet 0.0 % (of the p-weighted mean logits), N 12.0" in ours
 
 
+def test_pondernet_parity_with_both_rules_at_chance_is_not_comparable():
+  runs = [_parity_run("act64", {"num_bits": 64}, "act", 0.506, 1.0),
+          _parity_run("pn64", {"num_bits": 64}, "pondernet", 0.490, 19.9, expected_steps=5.4,
+                      sequence_error_most_likely=0.48)]
+  ours, got = report.pondernet_parity(runs, PONDERNET)
+  assert got == ("not comparable: the claim holds in 0 of 0 settings run with ACT; both rules at "
+                 "chance in: 64 bits; not run against ACT: 96 bits, 1-48 -> 49-96 non-zero")
+  assert "64 bits: PonderNet 49.0 % (at a sampled halting step), expected steps 5.4" in ours
+  runs[1] = _parity_run("pn64", {"num_bits": 64}, "pondernet", 0.30, 19.9, expected_steps=5.4,
+                        sequence_error_most_likely=0.3)  # PonderNet learns, ACT does not
+  assert report.pondernet_parity(runs, PONDERNET)[1].startswith("not reproduced: the claim "
+                                                                "holds in 0 of 1")
+
+
 def test_pondernet_parity_without_the_papers_settings_is_not_comparable():
   runs = [_parity_run("pn8", {"num_bits": 8}, "pondernet", 0.0, 12.7),
           _parity_run("act8", {"num_bits": 8}, "act", 0.001, 2.5)]
