@@ -246,6 +246,8 @@ def text_lm(runs: Sequence[Run], paper: Mapping[str, Any]) -> tuple[str, str]:
   parts, verdicts, reasons = [], [], set()
   for run in sorted(runs, key=lambda r: (r.config["mode"], -r.config["tau"])):
     bpc = f"{run.final['bits_per_character']:.3f} bpc at {steps(run.final['step'])} steps"
+    window = run.config["task_options"]["window"]
+    bpc += "" if window == 500 else f" ({window}-byte windows)"  # the paper's: 500
     if run.config["mode"] != "act":
       parts.append(f"no ACT {bpc}")
       continue
