@@ -203,6 +203,29 @@ def test_sequence_while_matches_scan_where_every_example_halts_at_once(cell_name
   chex.assert_trees_all_close(grads, ref_grads, rtol=2e-4, atol=2e-5)
 
 
+@pytest.mark.parametrize("cell_name", ["tanh", "lstm"])
+@pytest.mark.parametrize("independent_examples", [False, True])
+def test_sequence_while_matches_scan_where_no_example_passes_step_two(cell_name,
+                                                                     independent_examples):
+  # Every example halts at ponder step 1 or 2 (an LM at N ~ 1.5): the backward
+  # pass's straight-line branch for step 2 against plain autodiff of the scan
+  # backend. NaN and inf in the skipped inputs reach no gradient.
+  params, state, x, mask = _sequence_data(cell_name)
+  params = dict(params, b_h=jnp.float32(4.6), w_h=0.2 * params["w_h"])
+  poisoned = jnp.where(mask[..., None], x, jnp.array([jnp.nan, jnp.inf, 1.0]))
+  run = functools.partial(_sequence_loss_and_grads, params, state, mask=mask,
+                          cell_name=cell_name, argnums=(0, 1, 2))
+  value, steps, grads = run(poisoned, backend="while",
+                            independent_examples=independent_examples, remat=False)
+  ref_value, ref_steps, ref_grads = run(jnp.where(mask[..., None], x, 0.0), backend="scan")
+  steps = np.asarray(steps)
+  np.testing.assert_array_equal(steps, ref_steps)
+  assert set(steps.ravel().tolist()) == {0, 1, 2}
+  assert np.all(np.max(steps, axis=0) <= 2) and np.any(np.max(steps, axis=0) == 2)
+  np.testing.assert_allclose(value, ref_value, rtol=1e-5)
+  chex.assert_trees_all_close(grads, ref_grads, rtol=2e-4, atol=2e-5)
+
+
 @pytest.mark.parametrize("independent_examples", [False, True])
 def test_sequence_step_fn_closing_over_traced_values(independent_examples):
   # A step function that closes over a traced value: the while backend hoists it

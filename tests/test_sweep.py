@@ -160,6 +160,18 @@ def test_text_halting_sweep_crosses_the_papers_knobs_then_the_deviations():
     assert {field: config[field] for field in trial.overrides} == trial.overrides
 
 
+def test_text_halting_cpu_sweep_is_the_same_trials_on_100_byte_windows():
+  full = trials.load_sweep("launch/sweeps/text_halting.py")
+  cpu = trials.load_sweep("launch/sweeps/text_halting_cpu.py")
+  assert cpu.config == full.config
+  assert [t.id for t in cpu.trials] == [t.id for t in full.trials]
+  for small, large in zip(cpu.trials, full.trials):
+    assert small.overrides == {**large.overrides, "task_options.window": 100, "num_steps": 1_000,
+                               "time_budget_minutes": 6.0, "checkpoint_every": 250}
+  config = _parse_config_flags(cpu.config, trials.override_args(cpu.trials[0].overrides))
+  assert config.task_options.window == 100 and config.time_budget_minutes == 6.0
+
+
 @pytest.mark.parametrize("task", ["addition", "sort"])
 def test_downsized_sweeps_are_act_and_no_act_with_two_seeds(task):
   loaded = trials.load_sweep(f"launch/sweeps/{task}_downsized.py")
