@@ -23,7 +23,7 @@ best two (and no ACT) to 10,000 updates or more (raise ``num_steps`` for them):
 
   python -m launch.sweep --sweep=launch/sweeps/text_halting.py \\
       --sweep_dir=runs/text_halting --devices=0,1,2,3 --parallel=4
-  python -m launch.summarize --sweep_dir=runs/text_halting
+  python -m launch.text_dynamics --sweep_dir=runs/text_halting
   python -m launch.analyze_ponder --workdir=runs/text_halting/<trial id>
 """
 

@@ -9,7 +9,7 @@ it got to. On one core of a 2-core CPU a trial takes 2 (no ACT) to 7 minutes.
 
   python -m launch.sweep --sweep=launch/sweeps/text_halting_cpu.py \\
       --sweep_dir=~/act-runs/text_halting_cpu --devices=cpu
-  python -m launch.summarize --sweep_dir=~/act-runs/text_halting_cpu
+  python -m launch.text_dynamics --sweep_dir=~/act-runs/text_halting_cpu
 """
 
 from typing import Any
