@@ -8,8 +8,8 @@ first, so a trial that runs away to the cap stops in minutes and records where
 it got to. On one core of a 2-core CPU a trial takes 2 (no ACT) to 7 minutes.
 
   python -m launch.sweep --sweep=launch/sweeps/text_halting_cpu.py \\
-      --sweep_dir=~/act-runs/text_halting_cpu --devices=cpu
-  python -m launch.text_dynamics --sweep_dir=~/act-runs/text_halting_cpu
+      --sweep_dir=$HOME/act-runs/text_halting_cpu --devices=cpu
+  python -m launch.text_dynamics --sweep_dir=$HOME/act-runs/text_halting_cpu
 """
 
 from typing import Any
