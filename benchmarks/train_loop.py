@@ -32,6 +32,7 @@ Each ratio is the median over rounds of the ratio of its two terms measured
 one right after the other (the machine is shared and its load drifts).
 
   PYTHONPATH=. python benchmarks/train_loop.py --json   # table, then one JSON line
+  PYTHONPATH=. python benchmarks/train_loop.py --json --text_only   # the LM's ratios alone
 
 Compare the ratios, not absolute times.
 """
@@ -140,6 +141,8 @@ def main() -> None:
   parser.add_argument("--rounds", type=int, default=3)
   parser.add_argument("--startup_pairs", type=int, default=3,
                       help="start-ups with an empty, then a warm compilation cache")
+  parser.add_argument("--text_only", action="store_true",
+                      help="only the LM's loops and ratios (a few minutes)")
   args = parser.parse_args()
   cache = tempfile.TemporaryDirectory()
   use_compilation_cache(cache.name)  # the rounds after the first do not compile again
@@ -155,8 +158,10 @@ def main() -> None:
       "text_none": _text(80, mode="none"),
       "text_n15_act": _text(80, halting_bias=4.6),
   }
+  if args.text_only:
+    loops = {name: config for name, config in loops.items() if name.startswith("text")}
   grads = {f"{name}_grad": bare_value_and_grad(loops[name])
-           for name in ("parity_act", "parity_none")}
+           for name in ("parity_act", "parity_none") if name in loops}
   samples = {name: [] for name in (*loops, *grads)}
   steps = {}
   for _ in range(args.rounds):  # each ratio's two terms are measured one after the other
@@ -170,7 +175,7 @@ def main() -> None:
   ratio = lambda a, b: statistics.median(x / y for x, y in zip(samples[a], samples[b]))
 
   pairs = []  # (empty cache, warm cache) seconds
-  for _ in range(args.startup_pairs):
+  for _ in range(0 if args.text_only else args.startup_pairs):
     with tempfile.TemporaryDirectory() as tmp:
       cache_dir = os.path.join(tmp, "cache")
       pairs.append((startup_seconds(cache_dir, os.path.join(tmp, "a")),
@@ -180,22 +185,25 @@ def main() -> None:
   for name, value in ms.items():
     print(f"{name:>20s} {value:9.3f} {steps.get(name, float('nan')):6.2f}")
   result = {
-      "parity_loop_over_grad": ratio("parity_act", "parity_act_grad"),
-      "parity_act_over_repeat": ratio("parity_act", "parity_repeat3"),
-      "parity_cap_act_over_repeat": ratio("parity_cap_act", "parity_cap_repeat"),
-      "parity_cap_full_record_over_repeat": ratio("parity_cap_full_record",
-                                                  "parity_cap_repeat"),
-      "none_loop_over_grad": ratio("parity_none", "parity_none_grad"),
       "text_act_over_none": ratio("text_act", "text_none"),
       "text_n15_act_over_none": ratio("text_n15_act", "text_none"),
-      "startup_s": statistics.median(p[0] for p in pairs),
-      "startup_cached_s": statistics.median(p[1] for p in pairs),
-      "startup_cached_over_uncached": statistics.median(p[1] / p[0] for p in pairs),
-      "parity_act_steps_per_s": 1e3 / ms["parity_act"],
-      "parity_act_mean_n": steps["parity_act"], "parity_cap_mean_n": steps["parity_cap_act"],
       "text_act_mean_n": steps["text_act"], "text_n15_act_mean_n": steps["text_n15_act"],
       "ms_per_step": ms, "rounds": args.rounds, "backend": jax.default_backend(),
   }
+  if not args.text_only:
+    result.update({
+        "parity_loop_over_grad": ratio("parity_act", "parity_act_grad"),
+        "parity_act_over_repeat": ratio("parity_act", "parity_repeat3"),
+        "parity_cap_act_over_repeat": ratio("parity_cap_act", "parity_cap_repeat"),
+        "parity_cap_full_record_over_repeat": ratio("parity_cap_full_record",
+                                                    "parity_cap_repeat"),
+        "none_loop_over_grad": ratio("parity_none", "parity_none_grad"),
+        "startup_s": statistics.median(p[0] for p in pairs),
+        "startup_cached_s": statistics.median(p[1] for p in pairs),
+        "startup_cached_over_uncached": statistics.median(p[1] / p[0] for p in pairs),
+        "parity_act_steps_per_s": 1e3 / ms["parity_act"],
+        "parity_act_mean_n": steps["parity_act"], "parity_cap_mean_n": steps["parity_cap_act"],
+    })
   for key, value in result.items():
     if key not in ("ms_per_step",):
       print(f"{key:>28s} {value:.3f}" if isinstance(value, float) else f"{key:>28s} {value}")
