@@ -106,7 +106,7 @@ STEP_TWO_LEVELS = 3
 """Batch sizes ponder step 2 may run at with compaction: ``B, B/2, B/4`` (each >= 2).
 
 Step 2 is straight-line code, so its smaller batches cost no loop and no
-record, only a gather and a scatter of the running examples: on 2 CPU cores an
+record, only a gather and a scatter of the running examples: on one CPU core an
 LSTM 256 step at batch 8 and 4 took 62 % and 37 % of its time at batch 16. An
 LM whose bytes mostly halt at step 1 then pays step 2 for about the bytes that
 take it.
@@ -172,8 +172,8 @@ def _after_step_one_forward(second_step, after_first_step, params, inputs,
 
 
 def _scan_forward(step_fn, second_step, after_first_step, max_steps, threshold, params,
-                  initial_state,
-                  inputs, mask, keep_first_step: bool, inputs_diff: tuple[bool, ...] | None):
+                  initial_state, inputs, mask, keep_first_step: bool,
+                  inputs_diff: tuple[bool, ...] | None):
   """The forward scan; per input step it also returns the state entering it and,
   with ``keep_first_step``, its first ponder step's output and stored residuals
   (linearized with respect to the input leaves flagged in ``inputs_diff``; the
