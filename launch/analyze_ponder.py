@@ -73,6 +73,8 @@ def main(argv):
   byte_values = _text(config)
   signals = text_analysis.character_signals(model, byte_values, config.task_options.window)
   tables = {"by character class": text_analysis.class_table(signals),
+            "by position in the window": text_analysis.window_position_table(
+                signals, config.task_options.window),
             "word boundaries (spaces) found by peaks": text_analysis.boundary_table(signals)}
   out_dir = _OUT_DIR.value or os.path.join(_WORKDIR.value, "analysis")
   os.makedirs(out_dir, exist_ok=True)

@@ -12,6 +12,8 @@ measures that on any text:
   ``t`` and predicts byte ``t + 1``, so every signal sits on the character
   being read, as in the paper's Figs. 23/24.
 * :func:`class_table`: mean signals by character class.
+* :func:`window_position_table`: ponder at the first byte of each window, read
+  from the reset state, against the other bytes.
 * :func:`boundary_table`: how well the peaks of each signal find word
   boundaries (the spaces of the text): precision, recall and F1.
 * :func:`plot_signals` (PNG) and :func:`html_page` (each character coloured
@@ -99,6 +101,20 @@ def class_table(signals: CharacterSignals) -> dict[str, dict[str, float]]:
                      "mean_loss": float(signals.loss[sel].mean()),
                      "mean_entropy": float(signals.entropy[sel].mean())}
   return table
+
+
+def window_position_table(signals: CharacterSignals, window: int) -> dict[str, dict[str, float]]:
+  """Mean ponder and N at the first byte of each window and at the other bytes.
+
+  :func:`character_signals` reads consecutive windows of ``window`` bytes with
+  the state reset per window, so character ``i`` is at position ``i % window``
+  of its window, and position 0 is read from the reset state.
+  """
+  first = np.arange(len(signals.characters)) % window == 0
+  return {name: {"count": int(sel.sum()), "mean_ponder": float(signals.ponder[sel].mean()),
+                 "mean_steps": float(signals.steps[sel].mean())}
+          for name, sel in (("first byte of a window", first), ("other bytes", ~first))
+          if sel.any()}
 
 
 def peaks(signal: np.ndarray) -> np.ndarray:

@@ -39,6 +39,15 @@ def test_peaks_are_local_maxima_above_the_mean():
   assert not text_analysis.peaks(np.full(6, 2.0)).any()  # flat: no peaks
 
 
+def test_window_position_table_splits_first_bytes_from_the_rest():
+  ponder = np.array([9.0, 2.0, 2.0, 7.0, 2.0, 4.0, 5.0])  # windows of 3: positions 0, 3, 6 first
+  signals = text_analysis.CharacterSignals(np.zeros(7, np.uint8), ponder, ponder - 1.0,
+                                           np.zeros(7), np.zeros(7))
+  table = text_analysis.window_position_table(signals, 3)
+  assert table["first byte of a window"] == {"count": 3, "mean_ponder": 7.0, "mean_steps": 6.0}
+  assert table["other bytes"] == {"count": 4, "mean_ponder": 2.5, "mean_steps": 1.5}
+
+
 def test_detection_scores_by_hand():
   predicted = np.array([1, 1, 0, 0, 1, 0], bool)
   actual = np.array([1, 0, 0, 1, 1, 0], bool)
@@ -82,6 +91,7 @@ def test_cli_writes_plot_html_and_tables(run, tmp_path):
   assert "by character class" in result.stdout and "| space |" in result.stdout
   saved = json.loads((out / "analysis.json").read_text())
   assert {"space", "letter"} <= set(saved["by character class"])
+  assert set(saved["by position in the window"]) == {"first byte of a window", "other bytes"}
   assert set(saved["word boundaries (spaces) found by peaks"]) == {"ponder", "loss", "entropy"}
   assert (out / "ponder.png").read_bytes()[:4] == b"\x89PNG"
   assert (out / "ponder.html").read_text().count("<span style=") == 150
