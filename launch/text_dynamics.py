@@ -7,7 +7,8 @@ For the text sweeps (``launch/sweeps/text_halting.py``, ``text_halting_cpu.py``)
 whose trials may still be training or stopped by their time budget. Reads every
 ``SWEEP_DIR/<trial id>/`` that has a ``metrics.jsonl`` (others are skipped), with
 its ``config.json``, ``results.json`` if the run finished and
-``analysis/analysis.json`` if ``launch.analyze_ponder`` ran on it; prints a
+``analysis/analysis.json`` if ``launch.analyze_ponder`` ran on it (or
+``analysis.json`` beside the others, as in ``docs/runs/``); prints a
 markdown table of one row per trial (``COLUMNS``: no ACT first, then by learning
 rate, halting bias, tau, then the deviations from the paper: gradient clipping,
 smaller caps M) and writes to ``--out_dir`` (default: the sweep dir):
@@ -67,12 +68,14 @@ def load_trial(trial_dir: str) -> Trial:
   """The records of ``trial_dir`` (which has a ``metrics.jsonl``)."""
   with open(os.path.join(trial_dir, "metrics.jsonl")) as f:
     rows = [json.loads(line) for line in f if line.strip()]
-  analysis_path = os.path.join(trial_dir, "analysis", "analysis.json")
+  analysis_paths = [os.path.join(trial_dir, *parts)
+                    for parts in (("analysis", "analysis.json"), ("analysis.json",))]
+  analysis_path = next((path for path in analysis_paths if os.path.exists(path)), None)
   return Trial(os.path.basename(trial_dir), sweep_results.read_json(
       os.path.join(trial_dir, "config.json")), [r for r in rows if r["split"] == "train"],
                [r for r in rows if r["split"] == "eval"],
                os.path.exists(os.path.join(trial_dir, "results.json")),
-               sweep_results.read_json(analysis_path) if os.path.exists(analysis_path) else {})
+               sweep_results.read_json(analysis_path) if analysis_path else {})
 
 
 def load_sweep(sweep_dir: str) -> list[Trial]:

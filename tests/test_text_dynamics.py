@@ -17,7 +17,7 @@ ORDER = ["no_act", "collapse", "runaway", "clip", "settled_m10", "lr3e-4"]
 
 
 def _write_trial(sweep_dir, name, mode="act", lr=1e-4, bias=1.0, tau=1e-2, cap=100, clip=0.0,
-                 train=(), evals=(), finished=True, f1=None):
+                 train=(), evals=(), finished=True, f1=None, analysis_beside=False):
   """A trial dir; ``train``: (step, N) rows, ``evals``: (step, bpc) rows."""
   trial_dir = sweep_dir / name
   trial_dir.mkdir(parents=True)
@@ -32,9 +32,10 @@ def _write_trial(sweep_dir, name, mode="act", lr=1e-4, bias=1.0, tau=1e-2, cap=1
     (trial_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
   if finished:
     (trial_dir / "results.json").write_text(json.dumps({"step": train[-1][0]}))
-  if f1:
-    (trial_dir / "analysis").mkdir()
-    (trial_dir / "analysis" / "analysis.json").write_text(json.dumps(
+  if f1:  # where analyze_ponder writes it, or beside the other files as in docs/runs/
+    analysis_dir = trial_dir if analysis_beside else trial_dir / "analysis"
+    analysis_dir.mkdir(exist_ok=True)
+    (analysis_dir / "analysis.json").write_text(json.dumps(
         {text_dynamics.BOUNDARY_TABLE: {k: {"f1": v, "precision": 0.0} for k, v in f1.items()}}))
 
 
@@ -52,7 +53,8 @@ def _write_sweep(sweep_dir):
   # M = 10: N = 4.9 stays under 5; evaluated before the no-ACT trial's first evaluation.
   _write_trial(sweep_dir, "settled_m10", cap=10, train=[(50, 2.0), (100, 4.9), (150, 2.344)],
                evals=[(50, 4.5)], f1={"ponder": 0.25, "loss": 0.5, "entropy": 0.75})
-  _write_trial(sweep_dir, "clip", clip=1.0, train=[(50, 2.0), (100, 1.03)], evals=[(100, 4.2)])
+  _write_trial(sweep_dir, "clip", clip=1.0, train=[(50, 2.0), (100, 1.03)], evals=[(100, 4.2)],
+               f1={"ponder": 0.125, "loss": 0.375, "entropy": 0.625}, analysis_beside=True)
   _write_trial(sweep_dir, "lr3e-4", lr=3e-4, train=[(50, 2.0)], evals=[(50, 4.0)])
   _write_trial(sweep_dir, "no_metrics", train=(), finished=False)
 
@@ -97,6 +99,7 @@ def test_rows_of_a_hand_made_sweep(tmp_path):
   assert percent["settled_m10"] == percent["lr3e-4"] == percent["no_act"] == (None,)
   assert _columns(rows, "f1_ponder", "f1_loss", "f1_entropy")["settled_m10"] == (0.25, 0.5, 0.75)
   assert _columns(rows, "f1_ponder")["runaway"] == (None,)
+  assert _columns(rows, "f1_ponder", "f1_loss", "f1_entropy")["clip"] == (0.125, 0.375, 0.625)
   assert _columns(rows, "halting_bias", "tau", "max_steps", "grad_clip_norm") == {
       "no_act": (None, None, None, 0.0), "runaway": (1.0, 1e-3, 100, 0.0),
       "collapse": (-1.0, 1e-2, 100, 0.0), "settled_m10": (1.0, 1e-2, 10, 0.0),
