@@ -3,7 +3,8 @@
 :class:`TrainingCheckpoints` is the training loop's policy: resume from the
 latest checkpoint (or ``config.restore_step``'s, deleting the later ones),
 save every ``config.checkpoint_every`` steps and when the run ends or stops,
-keep the last two. :func:`load_trained_model` reads a network back.
+keep the last ``config.keep_checkpoints`` (0: every one). :func:`load_trained_model`
+reads a network back.
 
 A checkpoint that cannot be read is a :class:`~tasks.config_checks.ConfigError`
 whose one-line message names the checkpoint's directory and says how to resume
@@ -31,7 +32,6 @@ from tasks import config_checks, models, networks
 from tasks.config_checks import ConfigError
 
 _ERROR_CHARS = 160  # of the underlying error, in the one-line message
-_KEEP = 2  # checkpoints a training run keeps (the latest ones)
 
 
 @contextlib.contextmanager
@@ -158,14 +158,15 @@ class TrainingCheckpoints:
 
   Args:
     config: the run's config (``num_networks``, ``checkpoint_every``,
-      ``restore_step``).
+      ``keep_checkpoints``, ``restore_step``).
     workdir: the run's workdir (absolute).
     mesh: the devices the restored state is placed on (replicated).
   """
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: str, mesh: Mesh):
     self._config, self._workdir, self._mesh = config, workdir, mesh
-    self._manager = open_manager(workdir, max_to_keep=_KEEP, create=True)
+    self._manager = open_manager(workdir, max_to_keep=config.keep_checkpoints or None,
+                                 create=True)
 
   def resume(self, state: networks.TrainState) -> tuple[int, networks.TrainState]:
     """The latest checkpoint's step and state (``config.restore_step``'s, the later ones
@@ -198,6 +199,17 @@ class TrainingCheckpoints:
     self._manager.close()
 
 
+def saved_steps(workdir: str) -> list[int]:
+  """The steps of the checkpoints ``workdir`` holds, in order (none: [])."""
+  if not os.path.isdir(os.path.join(workdir, "checkpoints")):
+    return []
+  manager = open_manager(os.path.abspath(workdir))
+  steps = sorted(manager.all_steps())
+  with quiet():
+    manager.close()
+  return steps
+
+
 def load_trained_model(workdir: str, network: int = 0, step: int = 0
                        ) -> tuple[models.TaskModel, ml_collections.ConfigDict, int]:
   """A network of a training run's checkpoint, with its config and step.
@@ -206,7 +218,7 @@ def load_trained_model(workdir: str, network: int = 0, step: int = 0
     workdir: the run's workdir.
     network: which network of an ensemble (0 for a single-network run).
     step: the checkpoint's step, one of the saved ones (a training run keeps
-      its last two); 0: the latest.
+      its last ``keep_checkpoints``); 0: the latest.
 
   Returns:
     The model, the config of the single-network run it equals

@@ -26,14 +26,15 @@ from tasks.registry import Task, get_task
 # Fields a resumed run may change; every other field must match the checkpoint's.
 RESUMABLE_CHANGES = frozenset(
     {"num_steps", "time_budget_minutes", "log_every", "eval_every", "eval_batch_size",
-     "eval_batches", "checkpoint_every", "plot", "distributed", "steps_per_call",
-     "restore_step", "figure_examples", "independent_examples", "remat", "chunk_steps",
-     "solved_at", "solved_evals"})
+     "eval_batches", "checkpoint_every", "keep_checkpoints", "plot", "distributed",
+     "steps_per_call", "restore_step", "figure_examples", "independent_examples", "remat",
+     "chunk_steps", "solved_at", "solved_evals"})
 # Fields added to the configs after runs were saved: a saved config.json without
 # them holds their default values (common.base_config).
 ADDED_FIELDS = ("num_networks", "taus", "distributed", "steps_per_call", "restore_step",
                 "independent_examples", "solved_at", "solved_evals", "weight_init", "remat",
-                "chunk_steps", "grad_clip_norm", "halting", "beta", "lambda_p")
+                "chunk_steps", "grad_clip_norm", "halting", "beta", "lambda_p",
+                "keep_checkpoints")
 # Task options added after runs were saved, with the value those runs had.
 _ADDED_TASK_OPTIONS = {"text": {"check_sha1": True}}
 
@@ -138,6 +139,7 @@ def validate(config: ml_collections.ConfigDict, device_count: int | None = None)
     _positive_int(config, "repeats")
   _check_networks(config)
   _non_negative_int(config, "restore_step", "0: the latest checkpoint")
+  _non_negative_int(config, "keep_checkpoints", "0: every one")
   _non_negative_int(config, "figure_examples", "0: no figure set")
   if config.figure_examples and task.figure is None:
     raise ConfigError(f"config.figure_examples must be 0 for task {task.name!r} (it has no "

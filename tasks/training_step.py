@@ -12,7 +12,7 @@ inside it; :func:`train_step` runs one step on a given batch.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -31,6 +31,46 @@ def metric_names(metric: str) -> tuple[str, ...]:
   return ("loss", "task_loss", "mean_steps", "mean_ponder", metric)
 
 
+class LossTerms(NamedTuple):
+  """One network's training loss on a batch, as its two terms and what the metrics read.
+
+  Attributes:
+    task: the task loss the optimiser sees, averaged over the batch: summed over
+      target steps and slots (PonderNet: the expected loss ``sum_n p_n L(y_n)``).
+    halting: the halting rule's term: ``ponder_penalty(rho, tau)`` (ACT),
+      ``beta * KL(p || geometric(lambda_p))`` (PonderNet), 0 (no ACT).
+    output: the network's output.
+    losses: the loss of each target step and slot ``[B, T, S]`` (PonderNet: of
+      the p-weighted mean logits).
+    wrong: whether each of those was mistaken ``[B, T, S]``.
+  """
+
+  task: jax.Array
+  halting: jax.Array
+  output: models.ModelOutput
+  losses: jax.Array
+  wrong: jax.Array
+
+
+def loss_terms(model: models.TaskModel, batch: Batch, tau: jax.Array) -> LossTerms:
+  """One network's training loss on ``batch`` as :class:`LossTerms` (their sum is the loss;
+  docs/equations.md section 12 item 4)."""
+  if model.halting == "pondernet":
+    out = model(batch.inputs, batch.input_mask, targets=(batch.targets, batch.target_mask),
+                step_loss=evaluation.step_target_loss)
+  else:
+    out = model(batch.inputs, batch.input_mask)
+  losses, wrong = evaluation.target_terms(out.logits, batch)
+  if model.halting == "pondernet":
+    task = jnp.mean(jnp.sum(out.expected_loss, axis=1))
+    halting = pondernet.kl_penalty(out.stats, model.beta, model.lambda_p, batch.input_mask)
+  else:
+    task = jnp.mean(jnp.sum(losses, axis=(1, 2)))
+    halting = (act_jax.ponder_penalty(out.stats.ponder_cost, tau, batch.input_mask)
+               if model.mode == "act" else jnp.zeros((), task.dtype))
+  return LossTerms(task, halting, out, losses, wrong)
+
+
 def loss_fn(model: models.TaskModel, batch: Batch, tau: jax.Array, metric: str
             ) -> tuple[jax.Array, dict[str, jax.Array]]:
   """One network's training loss on ``batch`` and its metrics (the headline ``metric`` too).
@@ -41,29 +81,15 @@ def loss_fn(model: models.TaskModel, batch: Batch, tau: jax.Array, metric: str
   unused); mistakes, bits per character and the metrics' ``task_loss`` are those
   of the p-weighted mean logits.
   """
-  if model.halting == "pondernet":
-    out = model(batch.inputs, batch.input_mask, targets=(batch.targets, batch.target_mask),
-                step_loss=evaluation.step_target_loss)
-  else:
-    out = model(batch.inputs, batch.input_mask)
-  losses, wrong = evaluation.target_terms(out.logits, batch)
-  task_loss = jnp.sum(losses, axis=(1, 2))
-  if model.halting == "pondernet":
-    loss = jnp.mean(jnp.sum(out.expected_loss, axis=1)) + pondernet.kl_penalty(
-        out.stats, model.beta, model.lambda_p, batch.input_mask)
-  elif model.mode == "act":
-    loss = jnp.mean(task_loss) + act_jax.ponder_penalty(out.stats.ponder_cost, tau,
-                                                        batch.input_mask)
-  else:
-    loss = jnp.mean(task_loss)
-  steps, ponder = evaluation.ponder_terms(out.stats, batch)
-  metrics = {"task_loss": jnp.mean(task_loss), "mean_steps": jnp.mean(steps),
-             "mean_ponder": jnp.mean(ponder)}
+  terms = loss_terms(model, batch, tau)
+  steps, ponder = evaluation.ponder_terms(terms.output.stats, batch)
+  metrics = {"task_loss": jnp.mean(jnp.sum(terms.losses, axis=(1, 2))),
+             "mean_steps": jnp.mean(steps), "mean_ponder": jnp.mean(ponder)}
   if metric == BITS_PER_CHARACTER:
-    metrics[metric] = jnp.sum(losses) / jnp.sum(batch.target_mask) / jnp.log(2.0)
+    metrics[metric] = jnp.sum(terms.losses) / jnp.sum(batch.target_mask) / jnp.log(2.0)
   else:
-    metrics[metric] = evaluation.sequence_error(wrong, batch)
-  return loss, metrics
+    metrics[metric] = evaluation.sequence_error(terms.wrong, batch)
+  return terms.task + terms.halting, metrics
 
 
 def _network_step(graphdefs: networks.GraphDefs, metric: str, state: networks.TrainState,

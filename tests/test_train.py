@@ -202,6 +202,7 @@ def test_sigterm_and_the_time_budget_are_stop_requests():
     ("solved_at", -0.5, "solved_at.*-0.5"),
     ("solved_evals", 0, "solved_evals.*got 0"),
     ("chunk_steps", 0, "chunk_steps.*got 0"),
+    ("keep_checkpoints", -1, "keep_checkpoints must be an integer >= 0 .*got -1"),
     ("remat", None, "remat must be True or False, got None"),
     ("weight_init", "he", "weight_init.*'he'"),
     ("cell", ("lstm", "tf_glorot"), "weight_init='tf_glorot' needs config.cell='tanh'.*'lstm'"),

@@ -71,6 +71,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.figure_examples = 1000
   config.log_every = 500
   config.checkpoint_every = 5_000
+  config.keep_checkpoints = 2  # the latest ones a run keeps; 0: every one (launch.halting_probe)
   # Training steps per compiled call (batches generated and metrics reduced inside it): at
   # most this many; a call also ends at every log / eval / checkpoint step and runs for
   # about half a second at most, so that Ctrl-C and the time budget answer quickly.
