@@ -10,6 +10,8 @@ import pytest
 from absl.testing import parameterized
 
 import act_jax
+from act_jax import halting
+from act_jax.backends import while_sequence
 import reference
 from test_ponder_loop import BACKENDS, CELLS, HID, IN, batched_step, reference_step
 
@@ -251,3 +253,36 @@ def test_sequence_step_fn_closing_over_traced_values(independent_examples):
 def _scale_state(cell_out, scale):
   state, output, logit = cell_out
   return scale * state, output, logit
+
+
+def test_step_two_sizes_halve_down_to_two():
+  assert while_sequence.step_two_sizes(16) == (16, 8, 4)
+  assert while_sequence.step_two_sizes(4) == (4, 2)
+  assert while_sequence.step_two_sizes(3) == (3,)
+
+
+@pytest.mark.parametrize("size", [4, 2])
+def test_second_step_on_fewer_slots_matches_the_whole_batch(size):
+  # Ponder step 2 on `size` slots holding the running examples and a stand-in
+  # (dropped on the way out) equals step 2 on the whole batch of 8, values and
+  # gradients.
+  params, state, x, mask = _sequence_data("lstm")
+  x_t, mask_t = x[:, 0], mask[:, 0]
+  step_fn = batched_step(CELLS["lstm"][1])
+  out = step_fn(params, state, x_t, jnp.int32(0))
+  carry = halting.initial_halting(out, state, mask_t, SEQ_M)
+  carry = halting.advance(carry, out, jnp.int32(0), SEQ_M, 0.99)
+  running = np.zeros(SEQ_B, bool)
+  running[[1, 4, 6][:size - 1]] = True  # one slot fewer than `size` examples still run
+  carry = carry._replace(tally=carry.tally.at[:, halting.RUNNING].set(running))
+
+  def loss(params, state_sum, at):
+    c = while_sequence._second_step_at(step_fn, SEQ_M, 0.99, at, params, x_t,
+                                       carry._replace(state_sum=state_sum))
+    return sum(jnp.sum(jnp.sin(leaf)) for leaf in jax.tree.leaves(c))
+
+  grad = jax.value_and_grad(loss, argnums=(0, 1))
+  value, grads = grad(params, carry.state_sum, size)
+  ref_value, ref_grads = grad(params, carry.state_sum, SEQ_B)
+  np.testing.assert_allclose(value, ref_value, rtol=1e-6)
+  chex.assert_trees_all_close(grads, ref_grads, rtol=1e-5, atol=1e-6)

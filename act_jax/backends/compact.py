@@ -117,17 +117,36 @@ def _run_levels(step_fn, max_steps, threshold, record_budget, params, inputs,
                                              stop_count, params, inputs, carry, start_index)
   if len(sizes) == 1:
     return carry
-  # The running examples first. Unused slots hold a stand-in (a copy of a real
-  # example), so the step function only ever sees real states and inputs, but do
-  # not run, get no cotangent and are dropped on the way out (their index is out
-  # of range).
-  (index,) = jnp.nonzero(carry.running, size=sizes[1], fill_value=sizes[0])
-  used = index < sizes[0]
+  index, smaller_carry, smaller_inputs = gather_running(carry, inputs, sizes[1])
+  smaller = _run_levels(step_fn, max_steps, threshold, record_budget, params,
+                        smaller_inputs, smaller_carry, next_index, sizes[1:])
+  return scatter_back(carry, index, smaller)
+
+
+def gather_running(carry: halting.Halting, inputs: PyTree, size: int
+                   ) -> tuple[jax.Array, halting.Halting, PyTree]:
+  """The running examples of ``carry`` and their ``inputs``, first, in ``size`` slots.
+
+  Unused slots hold a stand-in (a copy of a real example,
+  :func:`act_jax.halting.stand_in`), so the step function only ever sees real
+  states and inputs, but do not run, get no cotangent and are dropped on the
+  way out (their index is out of range). Differentiable.
+
+  Returns:
+    The examples' indices in the batch (the batch size for unused slots), and
+    the halting state and inputs of the ``size`` slots.
+  """
+  batch = carry.tally.shape[0]
+  (index,) = jnp.nonzero(carry.running, size=size, fill_value=batch)
+  used = index < batch
   take = lambda x: jnp.take(x, index, axis=0, mode="clip")
   smaller_carry, smaller_inputs = halting.stand_in(jax.tree.map(take, (carry, inputs)), used)
   smaller_carry = smaller_carry._replace(
       tally=smaller_carry.tally.at[:, halting.RUNNING].multiply(used))
-  smaller = _run_levels(step_fn, max_steps, threshold, record_budget, params,
-                        smaller_inputs, smaller_carry, next_index, sizes[1:])
-  return jax.tree.map(lambda full, part: full.at[index].set(part, mode="drop"), carry,
-                      smaller)
+  return index, smaller_carry, smaller_inputs
+
+
+def scatter_back(carry: halting.Halting, index: jax.Array,
+                 smaller: halting.Halting) -> halting.Halting:
+  """``carry`` with the examples :func:`gather_running` took replaced by ``smaller``'s."""
+  return jax.tree.map(lambda full, part: full.at[index].set(part, mode="drop"), carry, smaller)
