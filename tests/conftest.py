@@ -13,6 +13,10 @@
   LLVM's optimisations take about a quarter of its time. The values do not
   change with the level; CI runs the newest JAX's tests at XLA's default level
   (``.ci/run``), so the optimised programs are tested too;
+* JAX's compiled programs dropped after each test module: XLA:CPU maps each
+  program's code into memory, and a worker that kept the programs of many modules
+  reached the kernel's limit of memory maps per process (``vm.max_map_count``,
+  65,530 by default; measured: the crash came at 65,000) and crashed inside the compiler;
 * the quick subset (``pytest -m quick``) for the inner loop: the ponder loop
   and sequences against the reference, the data generators, and the tests
   marked ``quick`` in other modules.
@@ -43,6 +47,13 @@ def pytest_collection_modifyitems(items):
   for item in items:
     if item.path.name in QUICK_MODULES:
       item.add_marker(pytest.mark.quick)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+  """Drops JAX's compiled programs (and their memory maps) after each module."""
+  yield
+  jax.clear_caches()
 
 
 @pytest.fixture(scope="session")
