@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from launch import halting_probe
 from sweep_runs import REPO
-from tasks import config_checks, networks, train
+from tasks import config_checks, halting_probe, networks, train
 from tasks.configs import parity
 
 TAU = 0.01
@@ -33,7 +32,7 @@ def test_ponder_gradient_on_the_bias_is_the_analytic_one():
   # -sum_{n<N} h^n (1 - h^n), and p^n = h^n for n < N. Bias 0: N from 1 to the cap.
   model, batch = _model_and_batch(halting_bias=0.0)
   graphdef, state = nnx.split(model)
-  got = halting_probe._probe_batch(graphdef, state, batch, jnp.float32(TAU))
+  got = halting_probe.probe_batch(graphdef, state, batch, jnp.float32(TAU))
   stats = model(batch.inputs, batch.input_mask).stats
   p = np.asarray(stats.halting_probs[:, 0], np.float64)  # [B, M], one input step
   steps = np.asarray(stats.steps[:, 0])
@@ -50,7 +49,7 @@ def test_ponder_gradient_on_the_bias_is_the_analytic_one():
 def test_both_gradients_vanish_once_every_example_halts_at_the_first_step():
   model, batch = _model_and_batch(halting_bias=30.0)  # h^1 = 1: N = 1, R = 1 everywhere
   graphdef, state = nnx.split(model)
-  got = jax.device_get(halting_probe._probe_batch(graphdef, state, batch, jnp.float32(TAU)))
+  got = jax.device_get(halting_probe.probe_batch(graphdef, state, batch, jnp.float32(TAU)))
   assert got["one_step_share"] == 1.0 and got["first_weight"] == 1.0
   for name in ("task_grad_bias", "halting_grad_bias", "task_grad_kernel",
                "halting_grad_kernel"):
