@@ -13,10 +13,11 @@
   LLVM's optimisations take about a quarter of its time. The values do not
   change with the level; CI runs the newest JAX's tests at XLA's default level
   (``.ci/run``), so the optimised programs are tested too;
-* JAX's compiled programs dropped after each test module: XLA:CPU maps each
-  program's code into memory, and a worker that kept the programs of many modules
-  reached the kernel's limit of memory maps per process (``vm.max_map_count``,
-  65,530 by default; measured: the crash came at 65,000) and crashed inside the compiler;
+* JAX's compiled programs dropped after a test module once a worker holds many
+  memory maps: XLA:CPU maps each program's code into memory, and a worker that
+  kept the programs of many modules reached the kernel's limit of memory maps
+  per process (``vm.max_map_count``, 65,530 by default; measured: the crash
+  came at 65,000) and crashed inside the compiler;
 * the quick subset (``pytest -m quick``) for the inner loop: the ponder loop
   and sequences against the reference, the data generators, and the tests
   marked ``quick`` in other modules.
@@ -49,11 +50,23 @@ def pytest_collection_modifyitems(items):
       item.add_marker(pytest.mark.quick)
 
 
+# Memory maps a worker may hold after a module before it drops its compiled programs; one
+# module adds up to about 25,000 (measured), the kernel allows 65,530.
+MAPS_BEFORE_CLEARING = 20_000
+
+
 @pytest.fixture(autouse=True, scope="module")
 def _release_compiled_programs():
-  """Drops JAX's compiled programs (and their memory maps) after each module."""
+  """Drops JAX's compiled programs (and their memory maps) after a module if the worker
+  holds more than :data:`MAPS_BEFORE_CLEARING` maps (Linux; elsewhere never)."""
   yield
-  jax.clear_caches()
+  try:
+    with open("/proc/self/maps") as maps:
+      count = sum(1 for _ in maps)
+  except OSError:
+    return
+  if count > MAPS_BEFORE_CLEARING:
+    jax.clear_caches()
 
 
 @pytest.fixture(scope="session")
