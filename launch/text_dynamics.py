@@ -41,6 +41,7 @@ from launch import sweep_results
 
 RUNAWAY_FRACTION = 0.5  # N >= M * this in a training row: ran away to the cap
 COLLAPSE_N = 1.02  # N at most this: one step for (almost) every character
+RISING_FACTOR = 1.5  # final N this many times the lowest before it, and the largest since: rising
 BOUNDARY_TABLE = "word boundaries (spaces) found by peaks"  # analysis.json's F1 table
 PEAK_SIGNALS = ("ponder", "loss", "entropy")
 COLUMNS = ("trial", "mode", "learning_rate", "halting_bias", "tau", "grad_clip_norm",
@@ -93,6 +94,9 @@ def dynamics(steps: Sequence[int], ns: Sequence[float], max_steps: int) -> str:
     ``max_steps``); S is the first such row's step;
   * else ``collapsed at S``: the final N is at most ``COLLAPSE_N``; S is the
     first step from which every later row's N is too;
+  * else ``rising: N X at S, from Y at S0``: the final N is the largest since
+    the lowest, Y at S0, and at least ``RISING_FACTOR`` times it (the run
+    ended while ponder grew: a runaway in the making, or not);
   * else ``settled at N X``: X is the final N (2 decimals).
   """
   runaway = [s for s, n in zip(steps, ns) if n >= RUNAWAY_FRACTION * max_steps]
@@ -103,6 +107,9 @@ def dynamics(steps: Sequence[int], ns: Sequence[float], max_steps: int) -> str:
     while first > 0 and ns[first - 1] <= COLLAPSE_N:
       first -= 1
     return f"collapsed at {steps[first]}"
+  low = min(range(len(ns)), key=ns.__getitem__)
+  if ns[-1] >= RISING_FACTOR * ns[low] and ns[-1] >= max(ns[low:]):
+    return f"rising: N {ns[-1]:.2f} at {steps[-1]}, from {ns[low]:.2f} at {steps[low]}"
   return f"settled at N {ns[-1]:.2f}"
 
 

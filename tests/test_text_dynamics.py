@@ -65,7 +65,12 @@ def _columns(rows, *names):
 
 def test_dynamics_labels_at_their_thresholds():
   assert text_dynamics.dynamics([10, 20, 30], [2.0, 50.0, 1.0], 100) == "ran away at 20"
-  assert text_dynamics.dynamics([10, 20], [2.0, 4.99], 10) == "settled at N 4.99"
+  assert text_dynamics.dynamics([10, 20], [4.5, 4.99], 10) == "settled at N 4.99"
+  assert text_dynamics.dynamics([10, 20, 30], [3.0, 2.0, 2.99], 100) == "settled at N 2.99"
+  assert text_dynamics.dynamics([10, 20, 30], [3.0, 2.0, 3.0], 100) == (
+      "rising: N 3.00 at 30, from 2.00 at 20")
+  assert text_dynamics.dynamics([10, 20, 30, 40], [3.0, 2.0, 3.5, 3.1], 100) == "settled at N 3.10"
+  assert text_dynamics.dynamics([10, 20], [2.0, 4.99], 10) == "rising: N 4.99 at 20, from 2.00 at 10"
   assert text_dynamics.dynamics([10, 20], [2.0, 5.0], 10) == "ran away at 20"
   assert text_dynamics.dynamics([10, 20, 30, 40], [1.0, 1.5, 1.02, 1.0], 100) == "collapsed at 30"
   assert text_dynamics.dynamics([10, 20], [1.0, 1.01], 100) == "collapsed at 10"
