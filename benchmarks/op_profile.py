@@ -100,6 +100,9 @@ def main() -> None:
   parser.add_argument("--calls", type=int, default=5)
   parser.add_argument("--top", type=int, default=25)
   args = parser.parse_args()
+  for name in ("depth", "calls", "top"):
+    if getattr(args, name) < 1:
+      parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
   config = (train_loop._text if args.task == "text" else train_loop._parity)(
       80, mode=args.mode, halting_bias=args.halting_bias)
   loss, loss_args = train_loop.training_loss(config)
