@@ -40,7 +40,7 @@ import jax.numpy as jnp
 
 from act_jax import halting, pondernet
 from act_jax.halting import stand_in  # ponder's own argument `halting` hides the module
-from act_jax.backends import compact, scan, while_loop
+from act_jax.backends import compact, loop_invariant, scan, while_loop
 from act_jax.pondernet import HaltingRule
 from act_jax.ponder_types import PonderResult, PonderStats, PonderStep, PyTree, StepFn
 
@@ -160,8 +160,10 @@ def ponder(
       on :func:`with_first_step_flag` do, e.g. :func:`act_jax.cells.cell_step_fn`,
       which the Flax wrappers use). The ``"while"`` backend then calls it with
       the constant index 1 for every step after the first, so what it computes
-      from ``params`` and ``inputs`` alone (a cell's input projection) is
-      loop-invariant and computed once, not per step. A step function that
+      from ``params``, ``inputs`` and the flag (a cell's input projection
+      ``[x; 0] W``) is loop-invariant and computed once, not per step; without
+      it, only the share of ``inputs`` is (``x W_x``; see
+      :mod:`act_jax.backends.loop_invariant`). A step function that
       reads the index otherwise (a depth embedding) gives wrong results with
       it. The ``"scan"`` backend computes the same values either way.
     halting: the halting rule: ``"act"`` (above) or ``"pondernet"``
@@ -189,9 +191,13 @@ def ponder(
   if backend == "scan":
     return scan.ponder(step_fn, max_steps, threshold, params, state, inputs, mask)
   loop = compact if independent_examples else while_loop
+  # What every step computes from params and inputs alone (the cell input x W_x),
+  # computed once for step 1 and the loop after it.
+  split = loop_invariant.hoist_loop_invariants(step_fn, params, state, inputs, jnp.int32(0))
   with while_loop.forward_mode_is_one_error():
-    return loop.ponder(step_fn, max_steps, threshold, params, state, inputs, mask,
-                       chunk_steps=int(chunk_steps), first_step_flag_only=first_step_flag_only)
+    return loop.ponder(split.step_fn, max_steps, threshold, split.shared, state,
+                       split.per_example, mask, chunk_steps=int(chunk_steps),
+                       first_step_flag_only=first_step_flag_only)
 
 
 def checked_step_call(step_fn: StepFn, params: PyTree, state: PyTree, inputs: PyTree,

@@ -3,9 +3,11 @@
 The state carried from input step ``t`` to ``t + 1`` is the mean-field state of
 Eq. 9. With the ``"while"`` backend a sequence of several input steps is
 differentiated as a whole (:mod:`act_jax.backends.while_sequence`): an input
-step where every example halts at ponder step 1 costs a plain RNN step, and
-ponder steps 2, 3, ... are re-run, recording, only in the backward pass of the
-input steps that took them. Otherwise (the ``"scan"`` backend, one input step,
+step where every example halts at ponder step 1 costs a plain RNN step, ponder
+steps 2, 3, ... are re-run, recording, only in the backward pass of the input
+steps that took them, and, without ``remat``, what every ponder step computes
+from its input alone (the cell's input projection) is computed once for the
+whole sequence, before it. Otherwise (the ``"scan"`` backend, one input step,
 or compaction of a step function that closes over traced values) each input
 step is one :func:`act_jax.ponder` call, rematerialised with ``jax.checkpoint``
 under ``remat``. With ``remat`` the forward pass keeps ``O(T * state)``, and
@@ -96,9 +98,12 @@ def ponder_sequence(
       keeping its residuals (``O(T * state)`` instead of a plain RNN's
       ``O(T * first-step residuals)``; without it the backward pass runs no
       forward step again, which on the CPU made an LM at N = 1 cost 0.94x
-      instead of 1.34x a plain LSTM's training step); otherwise rematerialise
-      each input step's whole ponder loop. The default saves memory; turn it
-      off where a plain RNN's memory fits.
+      instead of 1.34x a plain LSTM's training step, and the input
+      projections of every input step are computed before the scan and kept,
+      ``O(T * input projection)`` more, so that ponder step 2 costs the cell's
+      recurrent part only); otherwise rematerialise each input step's whole
+      ponder loop. The default saves memory; turn it off where a plain RNN's
+      memory fits.
     halting: the halting rule, ``"act"`` or ``"pondernet"`` (see
       :func:`act_jax.ponder`); the state handed to the next input step is the
       ``p``-weighted sum of the states under either. PonderNet runs one
@@ -147,9 +152,14 @@ def ponder_sequence(
       halting_rule=halting)
   sequence_vjp = backend == "while" and time_steps > 1 and halting == "act"
   if sequence_vjp:
-    step, consts = while_sequence.hoist(step_fn, params, initial_state, first_inputs)
+    _, consts = while_sequence.hoist(step_fn, params, initial_state, first_inputs)
     sequence_vjp = not (independent_examples and consts)
   if sequence_vjp:
+    if not remat:  # keeping the whole sequence's input projections is keeping, not recomputing
+      step_fn, params, inputs = while_sequence.split_invariants(step_fn, params, initial_state,
+                                                                inputs)
+    step, consts = while_sequence.hoist(step_fn, params, initial_state,
+                                        jax.tree.map(lambda x: x[0], inputs))
     with while_loop.forward_mode_is_one_error():
       final_state, per_step = while_sequence.ponder_sequence(
           step, max_steps, threshold, (params, consts), initial_state, inputs, mask,

@@ -26,10 +26,19 @@ on the smallest of ``B, B/2, B/4`` slots that holds the examples still running
 after step 1 (:func:`step_two_sizes`), so a language model whose bytes mostly
 halt at step 1 pays step 2 for about the bytes that take it.
 
+Without ``remat``, the caller hands this module the step function over what
+every ponder step computes from the params and its input step's inputs alone
+(a cell's input projection ``x_t W_x``, the first-step flag's row kept apart:
+:func:`split_invariants`), computed before the scan for all input steps at
+once; the backward scan hands back its cotangent, summed over the ponder steps
+taken, and it is multiplied back after the scan. Ponder step 2 then costs the
+cell's recurrent part only.
+
 An input step where every example halts at step 1 costs a plain RNN step plus
 the halting arithmetic, forward and backward. Memory: ``O(T * state)`` with
-``remat``, ``O(T * first-step residuals)`` without (a plain RNN's), plus one
-input step's ponder loop (``O(chunk * residuals + max_steps / chunk * state)``).
+``remat``; without, ``O(T * first-step residuals)`` (a plain RNN's) and the
+invariant values (``O(T * input projection)``); plus one input step's ponder
+loop (``O(chunk * residuals + max_steps / chunk * state)``).
 """
 
 from __future__ import annotations
@@ -42,7 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from act_jax import halting
-from act_jax.backends import compact, step_pullback, while_loop
+from act_jax.backends import compact, loop_invariant, step_pullback, while_loop
 from act_jax.ponder_types import PonderResult, PonderStats, PonderStep, PyTree, StepFn
 
 
@@ -62,6 +71,38 @@ def hoist(step_fn: StepFn, params: PyTree, state: PyTree,
   """
   closed_fn, consts = jax.closure_convert(step_fn, params, state, inputs, jnp.int32(0))
   return while_loop.HoistedStepFn(closed_fn if consts else step_fn), tuple(consts)
+
+
+def split_invariants(step_fn: StepFn, params: PyTree, state: PyTree,
+                     inputs: PyTree) -> tuple[StepFn, PyTree, PyTree]:
+  """The step function over what it computes from ``params`` and its input step's
+  inputs alone, computed for every input step at once.
+
+  Every ponder step of input step ``t`` reads the same invariant values (a
+  cell's input projection ``x_t W_x``, its first-step flag's row kept apart:
+  :mod:`act_jax.backends.loop_invariant`), so they are computed before the
+  scan, for all ``t`` in one batched product, and their cotangent, summed over
+  every ponder step the backward scan takes, is multiplied back once after it.
+
+  Args:
+    step_fn: the step function (see :data:`act_jax.StepFn`).
+    params: its parameters.
+    state: a state of the batch shape.
+    inputs: time-major, leaves ``[T, batch, ...]``.
+
+  Returns:
+    ``(step_fn, params, inputs)`` to run the sequence with: the step over the
+    invariant values, the shared ones and the per-example ones (leaves ``[T,
+    batch, ...]``); the arguments themselves where nothing is invariant.
+  """
+  first_inputs = jax.tree.map(lambda x: x[0], inputs)
+  part = loop_invariant.split_loop_invariants(step_fn, params, state, first_inputs,
+                                              jnp.int32(0))
+  if part is None:
+    return step_fn, params, inputs
+  shared, per_example = jax.vmap(part.invariant, in_axes=(None, 0),
+                                 out_axes=(None, 0))(params, inputs)
+  return part.step_fn, shared, per_example
 
 
 def ponder_sequence(step_fn: while_loop.HoistedStepFn, max_steps: int, threshold: float,
