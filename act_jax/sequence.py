@@ -152,14 +152,14 @@ def ponder_sequence(
       halting_rule=halting)
   sequence_vjp = backend == "while" and time_steps > 1 and halting == "act"
   if sequence_vjp:
-    _, consts = while_sequence.hoist(step_fn, params, initial_state, first_inputs)
+    step, consts = while_sequence.hoist(step_fn, params, initial_state, first_inputs)
     sequence_vjp = not (independent_examples and consts)
   if sequence_vjp:
     if not remat:  # keeping the whole sequence's input projections is keeping, not recomputing
       step_fn, params, inputs = while_sequence.split_invariants(step_fn, params, initial_state,
                                                                 inputs)
-    step, consts = while_sequence.hoist(step_fn, params, initial_state,
-                                        jax.tree.map(lambda x: x[0], inputs))
+      step, consts = while_sequence.hoist(step_fn, params, initial_state,
+                                          jax.tree.map(lambda x: x[0], inputs))
     with while_loop.forward_mode_is_one_error():
       final_state, per_step = while_sequence.ponder_sequence(
           step, max_steps, threshold, (params, consts), initial_state, inputs, mask,

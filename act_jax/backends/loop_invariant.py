@@ -173,14 +173,16 @@ def _split(step_fn: StepFn, params, state, inputs, step_index) -> _Split | None:
                                                                  step_index)
   num_params = len(jax.tree.leaves(params))
   num_state = len(jax.tree.leaves(state))
-  closed = _distributed(closed, _classify(closed, num_params, num_state))
+  classes = _classify(closed, num_params, num_state)
+  distributed = _distributed(closed, classes)
+  if distributed is not closed:
+    closed, classes = distributed, _classify(distributed, num_params, num_state)
   jaxpr = closed.jaxpr
   param_vars = jaxpr.invars[:num_params]
   state_vars = jaxpr.invars[num_params:num_params + num_state]
   input_vars = jaxpr.invars[num_params + num_state:-1]
   index_var = jaxpr.invars[-1]
 
-  classes = _classify(closed, num_params, num_state)
   if all(eqn.primitive.name in _LAYOUT_ONLY for eqn in classes.invariant_eqns):
     return None
   # The invariant values the rest reads: operands of its equations and outputs.
@@ -193,17 +195,23 @@ def _split(step_fn: StepFn, params, state, inputs, step_index) -> _Split | None:
   batch = jax.tree.leaves(inputs)[0].shape[:1] if input_vars else None
   if any(v.aval.shape[:1] != batch for v in example_vars):
     return None
-  with_known = lambda eqns: (lambda ids: [eqn for eqn in jaxpr.eqns if id(eqn) in ids])(
-      {id(eqn) for eqn in classes.known_eqns + eqns})  # in the jaxpr's order
   known_consts = [(v, c) for v, c in zip(jaxpr.constvars, closed.consts) if v in classes.known]
   invariant_jaxpr = jaxpr_api.part_of(closed, jaxpr.constvars, param_vars + input_vars,
                                       shared_vars + example_vars,
-                                      with_known(classes.invariant_eqns), closed.consts)
+                                      _with_known(jaxpr, classes, classes.invariant_eqns),
+                                      closed.consts)
   variant_jaxpr = jaxpr_api.part_of(
       closed, [v for v, _ in known_consts], shared_vars + state_vars + example_vars
-      + [index_var], jaxpr.outvars, with_known(classes.variant_eqns),
+      + [index_var], jaxpr.outvars, _with_known(jaxpr, classes, classes.variant_eqns),
       [c for _, c in known_consts])
   return _Split(invariant_jaxpr, variant_jaxpr, len(shared_vars), jax.tree.structure(out_shape))
+
+
+def _with_known(jaxpr: jaxpr_api.Jaxpr, classes: _Classes, eqns: list) -> list:
+  """``eqns`` and the known equations (each part computes those it reads), in
+  ``jaxpr``'s order."""
+  ids = {id(eqn) for eqn in classes.known_eqns + eqns}
+  return [eqn for eqn in jaxpr.eqns if id(eqn) in ids]
 
 
 class _Product(NamedTuple):
