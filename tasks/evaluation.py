@@ -25,8 +25,11 @@ the next input step is that of the halting step). Its keys name their rule:
   each per sequence averaged over its input steps, as ``mean_steps`` (``N``, the
   steps until the halting mass reaches ``1 - epsilon``, of the mean-field run).
 
-ACT's evaluation, and text's (bits per character of the mean field) under either
-rule, score the ``p``-weighted mean of the logits.
+Text under PonderNet is scored per predicted byte by the same rules:
+``bits_per_character`` and ``error_rate`` at the sampled step, beside
+``bits_per_character_most_likely``, ``error_rate_most_likely``,
+``bits_per_character_mean_field``, ``error_rate_mean_field`` and the step counts
+above, per byte. ACT's evaluation scores the ``p``-weighted mean of the logits.
 
 Sequence error counts only sequences that have a target: addition's length-1
 sequences have none, and are left out of every sequence-level number
@@ -119,7 +122,7 @@ def evaluation_key(seed: int, batch_index: int) -> jax.Array:
 def _sequence_outputs(model: models.TaskModel, batch: Batch, key: jax.Array
                       ) -> dict[str, jax.Array]:
   """Per example: any mistake, whether it has a target, mean N and rho, difficulty; for
-  PonderNet, those of :func:`_halting_step_outputs` (``wrong`` at the sampled step)."""
+  PonderNet, those of :func:`_halting_step_terms` too (``wrong`` at the sampled step)."""
   out = model(batch.inputs, batch.input_mask)
   _, wrong = target_terms(out.logits, batch)
   any_wrong, scored = sequence_errors(wrong, batch)
@@ -128,41 +131,57 @@ def _sequence_outputs(model: models.TaskModel, batch: Batch, key: jax.Array
   outputs = {"wrong": any_wrong, "scored": scored, "steps": steps, "ponder": ponder,
              "max_steps": jnp.max(jnp.where(batch.input_mask, out.stats.steps, 0), axis=1),
              "first_weight": ponder_mean(first_weight, batch), "difficulty": batch.difficulty}
-  if model.halting == "pondernet":
-    outputs = {**outputs, "wrong_mean_field": any_wrong, **_halting_step_outputs(model, batch, key)}
+  if model.halting != "pondernet":
+    return outputs
+  terms = _halting_step_terms(model, batch, key)
+  outputs["wrong_mean_field"] = any_wrong
+  for rule in _HALTING_RULES:
+    outputs["wrong" + rule] = sequence_errors(terms["wrong" + rule], batch)[0]
+    outputs["task_loss" + rule] = jnp.sum(terms["loss" + rule], axis=(1, 2))
+    outputs["halting_steps" + rule] = ponder_mean(terms["halting_steps" + rule], batch)
+  outputs["expected_steps"] = ponder_mean(terms["expected_steps"], batch)
   return outputs
 
 
-def _halting_step_outputs(model: models.TaskModel, batch: Batch, key: jax.Array
-                          ) -> dict[str, jax.Array]:
-  """Per example, PonderNet halting at a step sampled from ``p`` (``key`` folded with the
-  input step) and at the most likely step: any mistake, the task loss, the mean halting
-  step; and the mean expected number of steps ``sum_n n p_n`` of the sampled run."""
-  rules = {"": lambda stats, t: pondernet.sampled_steps(stats, jax.random.fold_in(key, t)),
-           "_most_likely": lambda stats, t: pondernet.most_likely_steps(stats)}
-  outputs = {}
-  for suffix, choose in rules.items():
-    out = model.at_halting_steps(batch.inputs, batch.input_mask, choose)
-    losses, wrong = target_terms(out.logits, batch)
-    outputs["wrong" + suffix] = sequence_errors(wrong, batch)[0]
-    outputs["task_loss" + suffix] = jnp.sum(losses, axis=(1, 2))
-    outputs["halting_steps" + suffix] = ponder_mean(out.halting_steps.astype(jnp.float32), batch)
-    if not suffix:
-      outputs["expected_steps"] = ponder_mean(
-          pondernet.expected_steps(out.stats).astype(jnp.float32), batch)
-  return outputs
+# PonderNet's evaluation rules, by the suffix of their keys: halting at a step drawn from
+# ``p`` (the key folded with the input step ``t``), and at the most likely step.
+_HALTING_RULES = {
+    "": lambda key: lambda stats, t: pondernet.sampled_steps(stats, jax.random.fold_in(key, t)),
+    "_most_likely": lambda key: lambda stats, t: pondernet.most_likely_steps(stats)}
+
+
+def _halting_step_terms(model: models.TaskModel, batch: Batch, key: jax.Array
+                        ) -> dict[str, jax.Array]:
+  """PonderNet halting by each of :data:`_HALTING_RULES`: per input step, the per-target
+  losses ``loss<rule>`` and mistakes ``wrong<rule>`` ``[B, T, slots]`` and the halting step
+  ``halting_steps<rule>`` ``[B, T]``; and ``expected_steps`` ``sum_n n p_n`` ``[B, T]`` of
+  the sampled run (whose ``p`` after the first input step depends on the steps drawn)."""
+  terms = {}
+  for rule, choose in _HALTING_RULES.items():
+    out = model.at_halting_steps(batch.inputs, batch.input_mask, choose(key))
+    terms["loss" + rule], terms["wrong" + rule] = target_terms(out.logits, batch)
+    terms["halting_steps" + rule] = out.halting_steps.astype(jnp.float32)
+    if not rule:
+      terms["expected_steps"] = pondernet.expected_steps(out.stats).astype(jnp.float32)
+  return terms
 
 
 def _character_outputs(model: models.TaskModel, batch: Batch, key: jax.Array
                        ) -> dict[str, jax.Array]:
-  """Per input step: loss, mistake, N and rho, and the input byte and target mask (the mean
-  field's under either halting rule; ``key`` unused)."""
-  del key
+  """Per input step: loss, mistake, N and rho, and the input byte and target mask; for
+  PonderNet, loss and mistake at the sampled step, those at the most likely step and of
+  the mean field, and the step counts of :func:`_halting_step_terms`."""
   out = model(batch.inputs, batch.input_mask)
   losses, wrong = target_terms(out.logits, batch)
   steps, ponder = per_step_ponder(out.stats)
-  return {"loss": losses[..., 0], "wrong": wrong[..., 0], "steps": steps, "ponder": ponder,
-          "inputs": batch.inputs, "mask": batch.target_mask}
+  outputs = {"loss": losses[..., 0], "wrong": wrong[..., 0], "steps": steps, "ponder": ponder,
+             "inputs": batch.inputs, "mask": batch.target_mask}
+  if model.halting != "pondernet":
+    return outputs
+  terms = _halting_step_terms(model, batch, key)
+  per_byte = {k: v[..., 0] if k.startswith(("loss", "wrong")) else v for k, v in terms.items()}
+  return {**outputs, "loss_mean_field": outputs["loss"], "wrong_mean_field": outputs["wrong"],
+          **per_byte}
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "metric", "mesh"))
@@ -215,25 +234,36 @@ def _halting_summary(per_example: Mapping[str, np.ndarray], sel: np.ndarray) -> 
 
 
 def _predicted_characters(outputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-  """The predicted bytes of :func:`_character_outputs`, with their input's class."""
+  """The per-byte outputs of :func:`_character_outputs` at the predicted bytes, with their
+  input's class."""
   mask = outputs["mask"]
-  return {"loss": outputs["loss"][mask], "wrong": outputs["wrong"][mask],
-          "steps": outputs["steps"][mask], "ponder": outputs["ponder"][mask],
+  return {**{k: v[mask] for k, v in outputs.items() if k not in ("inputs", "mask")},
           "class": text.character_class(outputs["inputs"][mask])}
 
 
+# The summary's means per predicted byte, by the per-byte output they average (all but the
+# first four: PonderNet's alone); the losses are reported in bits.
+_CHARACTER_MEANS = {"loss": "bits_per_character", "wrong": "error_rate", "steps": "mean_steps",
+                    "ponder": "mean_ponder",
+                    "loss_most_likely": "bits_per_character_most_likely",
+                    "wrong_most_likely": "error_rate_most_likely",
+                    "loss_mean_field": "bits_per_character_mean_field",
+                    "wrong_mean_field": "error_rate_mean_field",
+                    "expected_steps": "expected_steps", "halting_steps": "mean_sampled_steps",
+                    "halting_steps_most_likely": "mean_most_likely_steps"}
+
+
 def _character_summary(per_char: Mapping[str, np.ndarray]) -> dict[str, Any]:
-  """Bits per character, error rate, N and rho per predicted byte, and by class.
+  """Bits per character, error rate, N and rho per predicted byte (and PonderNet's numbers,
+  :data:`_CHARACTER_MEANS`), and by class.
 
   Each row of ``by_difficulty`` holds the bytes whose *input* character is of
   that class (the step that reads a space, say, predicts the byte after it).
   """
-  summary = lambda sel: {
-      "count": int(sel.sum()),
-      "bits_per_character": float(per_char["loss"][sel].mean() / np.log(2)),
-      "error_rate": float(per_char["wrong"][sel].mean()),
-      "mean_steps": float(per_char["steps"][sel].mean()),
-      "mean_ponder": float(per_char["ponder"][sel].mean())}
+  in_bits = lambda k: 1.0 / np.log(2) if k.startswith("loss") else 1.0
+  summary = lambda sel: {"count": int(sel.sum()),
+                         **{name: float(per_char[k][sel].mean() * in_bits(k))
+                            for k, name in _CHARACTER_MEANS.items() if k in per_char}}
   by_class = {name: summary(per_char["class"] == i)
               for i, name in enumerate(text.CHARACTER_CLASSES) if np.any(per_char["class"] == i)}
   return {**summary(np.ones(per_char["loss"].shape, bool)), "by_difficulty": by_class}

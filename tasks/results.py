@@ -61,24 +61,27 @@ def run_results(config: ml_collections.ConfigDict, task: Task, step: int, taus: 
 
 def pondernet_line(metrics: Mapping[str, Any]) -> str:
   """PonderNet's evaluation by its other rules (``tasks/evaluation.py``), or "" without them."""
-  if "sequence_error_most_likely" not in metrics:
+  if "sequence_error_most_likely" in metrics:
+    rules = (f"most likely step {metrics['sequence_error_most_likely']:.4f}, mean field "
+             f"{metrics['sequence_error_mean_field']:.4f}")
+  elif "bits_per_character_most_likely" in metrics:
+    rules = (f"most likely step {metrics['bits_per_character_most_likely']:.3f} bpc, mean field "
+             f"{metrics['bits_per_character_mean_field']:.3f} bpc")
+  else:
     return ""
-  return (f"most likely step {metrics['sequence_error_most_likely']:.4f}, mean field "
-          f"{metrics['sequence_error_mean_field']:.4f}; expected steps "
-          f"{metrics['expected_steps']:.2f}, sampled {metrics['mean_sampled_steps']:.2f}, "
-          f"most likely {metrics['mean_most_likely_steps']:.2f}")
+  return (f"{rules}; expected steps {metrics['expected_steps']:.2f}, sampled "
+          f"{metrics['mean_sampled_steps']:.2f}, most likely {metrics['mean_most_likely_steps']:.2f}")
 
 
 def _metric_line(metrics: Mapping[str, Any], metric: str) -> str:
   """The headline metric, mean N and mean rho of one result (PonderNet: and its other rules')."""
-  if metric == BITS_PER_CHARACTER:
-    head = (f"held-out {metrics['bits_per_character']:.3f} bpc (train "
-            f"{metrics['train_bits_per_character']:.3f}), ")
-  elif "sequence_error_most_likely" in metrics:
-    head = f"sequence error at a sampled step {metrics['sequence_error']:.4f}, "
-  else:
-    head = f"sequence error {metrics['sequence_error']:.4f}, "
   other_rules = pondernet_line(metrics)
+  sampled = " at a sampled step" if other_rules else ""
+  if metric == BITS_PER_CHARACTER:
+    head = (f"held-out {metrics['bits_per_character']:.3f} bpc{sampled} (train "
+            f"{metrics['train_bits_per_character']:.3f}), ")
+  else:
+    head = f"sequence error{sampled} {metrics['sequence_error']:.4f}, "
   return (head + f"mean N {metrics['mean_steps']:.2f}, mean rho {metrics['mean_ponder']:.2f}"
           + (f"; {other_rules}" if other_rules else ""))
 

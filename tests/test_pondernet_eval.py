@@ -9,10 +9,13 @@ import pytest
 from act_jax import pondernet
 from tasks import evaluation, networks
 from tasks.configs import addition, parity
+from tasks.configs import text as text_config
 from tasks.data import addition as addition_data
 from tasks.data import batch_stream_key
 from tasks.data import parity as parity_data
+from tasks.data import text
 from tasks.registry import get_task
+from tasks.results import summary_table
 
 
 class _FixedBatches:
@@ -156,3 +159,69 @@ def test_sequences_carry_the_state_of_each_input_steps_halting_step(rule):
   np.testing.assert_array_equal(got.halting_steps, np.stack(chosen, 1))
   assert len(set(np.asarray(got.halting_steps)[mask].tolist())) > 1  # the steps differ
   np.testing.assert_allclose(got.logits, np.stack(logits, 1), rtol=1e-5, atol=1e-6)
+
+
+def test_text_is_scored_per_byte_at_the_sampled_and_the_most_likely_step(tmp_path):
+  """The LM under PonderNet: bits per character and error rate at the sampled step (the
+  headline), at the most likely step and of the mean field, and the step counts, each the
+  mean over the predicted bytes of a direct computation from the network's logits."""
+  rng = np.random.default_rng(0)
+  path = tmp_path / "words.txt"
+  path.write_bytes(" ".join(rng.choice(["the", "cat", "sat", ",", "42"], 2000)).encode()[:6000])
+  config = text_config.get_config("tiny")
+  config.task_options.path, config.eval_batches = str(path), 2
+  config.halting, config.max_steps, config.halting_bias = "pondernet", 5, -1.0
+  task = get_task("text")
+  model = networks.build_model(config, task)
+  model.act.halting.kernel[...] *= 8.0  # halting logits that differ between bytes
+  got = evaluation.evaluate(model, config)
+
+  per_byte = {k: [] for k in ("loss", "loss_most_likely", "loss_mean_field", "wrong",
+                              "halting_steps", "halting_steps_most_likely", "expected_steps",
+                              "classes")}
+  for i, batch in enumerate(task.source(config).held_out(config.eval_batches)):
+    key = evaluation.evaluation_key(config.seed, i)
+    mask = np.asarray(batch.target_mask)
+    targets = np.asarray(batch.targets)[..., 0]
+    nats = lambda logits: -np.take_along_axis(
+        jax.nn.log_softmax(np.asarray(logits, np.float64)), targets[..., None], -1)[..., 0]
+    sampled = model.at_halting_steps(
+        batch.inputs, batch.input_mask,
+        lambda stats, t: pondernet.sampled_steps(stats, jax.random.fold_in(key, t)))
+    likely = model.at_halting_steps(batch.inputs, batch.input_mask,
+                                    lambda stats, t: pondernet.most_likely_steps(stats))
+    mean_field = model(batch.inputs, batch.input_mask).logits
+    per_byte["loss"].append(nats(sampled.logits)[mask])
+    per_byte["loss_most_likely"].append(nats(likely.logits)[mask])
+    per_byte["loss_mean_field"].append(nats(mean_field)[mask])
+    per_byte["wrong"].append((np.argmax(sampled.logits, -1) != targets)[mask])
+    per_byte["halting_steps"].append(np.asarray(sampled.halting_steps)[mask])
+    per_byte["halting_steps_most_likely"].append(np.asarray(likely.halting_steps)[mask])
+    p = np.asarray(sampled.stats.halting_probs, np.float64)
+    per_byte["expected_steps"].append((p * np.arange(1, p.shape[-1] + 1)).sum(-1)[mask])
+    per_byte["classes"].append(text.character_class(np.asarray(batch.inputs)[mask]))
+  ref = {k: np.concatenate(v) for k, v in per_byte.items()}
+  bits = lambda nats: nats.mean() / np.log(2)
+  np.testing.assert_allclose(got["bits_per_character"], bits(ref["loss"]), rtol=1e-5)
+  np.testing.assert_allclose(got["bits_per_character_most_likely"],
+                             bits(ref["loss_most_likely"]), rtol=1e-5)
+  np.testing.assert_allclose(got["bits_per_character_mean_field"], bits(ref["loss_mean_field"]),
+                             rtol=1e-5)
+  np.testing.assert_allclose(got["error_rate"], ref["wrong"].mean(), rtol=1e-6)
+  for name, k in (("mean_sampled_steps", "halting_steps"),
+                  ("mean_most_likely_steps", "halting_steps_most_likely"),
+                  ("expected_steps", "expected_steps")):
+    np.testing.assert_allclose(got[name], ref[k].mean(), rtol=1e-5, err_msg=name)
+  # The rules differ on this network: the test tells them apart.
+  assert len({round(got[k], 6) for k in ("bits_per_character", "bits_per_character_most_likely",
+                                         "bits_per_character_mean_field")}) == 3
+  assert np.any(ref["halting_steps"] != ref["halting_steps_most_likely"])
+  space = ref["classes"] == text.CHARACTER_CLASSES.index("space")
+  np.testing.assert_allclose(got["by_difficulty"]["space"]["bits_per_character"],
+                             bits(ref["loss"][space]), rtol=1e-5)
+  line = summary_table({"task": "text", "mode": "act", "halting": "pondernet", "beta": 0.01,
+                        "lambda_p": 0.2, "step": 0, "metric": task.metric,
+                        "difficulty": task.difficulty,
+                        "train_bits_per_character": 8.0, **got})
+  assert (f"held-out {got['bits_per_character']:.3f} bpc at a sampled step" in line
+          and f"mean field {got['bits_per_character_mean_field']:.3f} bpc" in line)
