@@ -88,3 +88,54 @@ def _plot_halting(ax, evaluations: list[dict]) -> None:
   twin.set(ylabel="N", ylim=(0, None))
   ax.legend(loc="upper left", fontsize=8)
   twin.legend(loc="upper right", fontsize=8)
+
+
+def run_label(config: dict) -> str:
+  """A run's halting rule and its setting, from its ``config.json``: ``PonderNet (lambda_p =
+  0.2, beta = 0.01)``, ``ACT (tau = 0.001)`` or ``no ACT``."""
+  if config["mode"] == "none":
+    return "no ACT"
+  if config["mode"] == "repeat":
+    return f"Repeat-RNN x{config['repeats']}"
+  if config.get("halting") == "pondernet":
+    return f"PonderNet (lambda_p = {config['lambda_p']:g}, beta = {config['beta']:g})"
+  return f"ACT (tau = {config['tau']:g})"
+
+
+def plot_runs(workdirs: list[str], path: str, title: str = "") -> str:
+  """Writes ``path``: the held-out curves of several runs of one task, side by side.
+
+  Left, the task metric of each held-out evaluation in ``metrics.jsonl``: a
+  PonderNet run's at its sampled halting step where it was scored so
+  (``tasks/evaluation.py``), else of the mean field. Right, the steps per input
+  step: ``N`` (solid; PonderNet's training unroll) and, for PonderNet,
+  ``sum_n n p_n`` (dashed). Each run is labelled by :func:`run_label`.
+  """
+  fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
+  metric = "sequence_error"
+  for i, workdir in enumerate(workdirs):
+    with open(os.path.join(workdir, "config.json")) as f:
+      config = json.load(f)
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+      rows = [r for r in map(json.loads, f) if r["split"] == "eval"]
+    if not rows:
+      raise ValueError(f"{workdir!r} has no held-out evaluation in metrics.jsonl")
+    metric = next(m for m in _LABELS if m in rows[0])
+    steps = [r["step"] for r in rows]
+    label, color = run_label(config), f"C{i}"
+    axes[0].plot(steps, [r[metric] for r in rows], "o-", ms=3, color=color, label=label)
+    axes[1].plot(steps, [r["mean_steps"] for r in rows], "-", color=color, label=f"{label}: N")
+    expected = [(r["step"], r["expected_steps"]) for r in rows if "expected_steps" in r]
+    if expected:
+      axes[1].plot(*zip(*expected), "s--", ms=3, color=color, label=f"{label}: sum_n n p_n")
+  axes[0].set(xlabel="update", ylabel=f"held-out {_LABELS[metric]}", ylim=(0, None))
+  axes[1].set(xlabel="update", ylabel="steps per input step", ylim=(0, None))
+  for ax in axes:
+    ax.legend(fontsize=8)
+  if title:
+    fig.suptitle(title)
+  fig.tight_layout()
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path

@@ -1,0 +1,31 @@
+r"""The held-out curves of several runs side by side (``tasks.plots.plot_runs``).
+
+  python -m launch.curves --out=docs/figures/parity_extrapolation/curves.png \
+      --title="Parity, 96 bits: trained on 1-48 non-zero bits, evaluated on 49-96" \
+      docs/runs/parity_extrapolation/pondernet docs/runs/parity_extrapolation/act
+
+Each argument is a run's directory (a workdir or its record under ``docs/runs/``:
+``config.json`` and ``metrics.jsonl``). Left: held-out error (or bits per
+character) at each evaluation, PonderNet's at its sampled halting step; right: N
+and PonderNet's expected steps.
+"""
+
+from collections.abc import Sequence
+
+from absl import app, flags
+
+from tasks import plots
+
+_OUT = flags.DEFINE_string("out", None, "The PNG to write.")
+_TITLE = flags.DEFINE_string("title", "", "The figure's title.")
+flags.mark_flag_as_required("out")
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) < 2:
+    raise app.UsageError("give one or more run directories")
+  print(plots.plot_runs(list(argv[1:]), _OUT.value, _TITLE.value))
+
+
+if __name__ == "__main__":
+  app.run(main)

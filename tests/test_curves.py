@@ -1,0 +1,54 @@
+"""Several runs' held-out curves side by side (tasks/plots.py, launch/curves.py)."""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from tasks import plots
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _record(path, config, evaluations):
+  path.mkdir(parents=True)
+  (path / "config.json").write_text(json.dumps(config))
+  rows = [{"step": 100, "split": "train", "sequence_error": 0.4, "mean_steps": 2.0}]
+  rows += [{"step": 1000 * (i + 1), "split": "eval", **row} for i, row in enumerate(evaluations)]
+  (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+  return str(path)
+
+
+@pytest.mark.parametrize("config,label", [
+    ({"mode": "act", "halting": "pondernet", "lambda_p": 0.2, "beta": 0.01, "tau": 0.01},
+     "PonderNet (lambda_p = 0.2, beta = 0.01)"),
+    ({"mode": "act", "halting": "act", "tau": 0.001}, "ACT (tau = 0.001)"),
+    ({"mode": "act", "tau": 0.01}, "ACT (tau = 0.01)"),  # saved before PonderNet existed
+    ({"mode": "repeat", "repeats": 3}, "Repeat-RNN x3"),
+    ({"mode": "none", "tau": 0.01}, "no ACT"),
+])
+def test_runs_are_labelled_by_their_halting_rule(config, label):
+  assert plots.run_label(config) == label
+
+
+def test_the_cli_draws_every_run(tmp_path):
+  pondernet = _record(tmp_path / "pn", {"mode": "act", "halting": "pondernet", "lambda_p": 0.2,
+                                        "beta": 0.01},
+                      [{"sequence_error": 0.5, "mean_steps": 19.9, "expected_steps": 5.4},
+                       {"sequence_error": 0.1, "mean_steps": 12.0, "expected_steps": 4.0}])
+  act = _record(tmp_path / "act", {"mode": "act", "halting": "act", "tau": 1e-3},
+                [{"sequence_error": 0.5, "mean_steps": 1.0}])
+  out = tmp_path / "figures" / "curves.png"
+  result = subprocess.run([sys.executable, "-m", "launch.curves", f"--out={out}",
+                           "--title=parity", pondernet, act], cwd=REPO, capture_output=True,
+                          text=True, check=True)
+  assert result.stdout.strip() == str(out)
+  assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_run_without_an_evaluation_is_a_clear_error(tmp_path):
+  empty = _record(tmp_path / "empty", {"mode": "act", "tau": 0.01}, [])
+  with pytest.raises(ValueError, match="'.*empty' has no held-out evaluation"):
+    plots.plot_runs([empty], str(tmp_path / "x.png"))
