@@ -129,6 +129,21 @@ def test_parity_random_sweep_is_the_papers_setting_trained_long():
   assert all(t.overrides["num_steps"] == 2_000_000 for t in loaded.trials)
 
 
+def test_pondernet_sweep_is_both_rules_in_pondernets_setting_on_one_budget():
+  loaded = trials.load_sweep("launch/sweeps/pondernet_parity64.py")
+  assert loaded.config == "tasks/configs/parity.py:pondernet"
+  rules = [(t.overrides.get("halting", "act"), t.overrides.get("lambda_p"), t.overrides.get("tau"))
+           for t in loaded.trials]
+  assert rules == [("pondernet", 0.1, None), ("pondernet", 0.2, None), ("pondernet", 0.5, None),
+                   ("act", None, 2e-4), ("act", None, 2e-3), ("act", None, 2e-2)]
+  assert {(t.overrides["num_steps"], t.overrides["num_networks"]) for t in loaded.trials} == {
+      (200_000, 3)}
+  for trial in loaded.trials:  # every override is a field of the config, parsed as launch.train does
+    config = _parse_config_flags(loaded.config, trials.override_args(trial.overrides))
+    assert {field: config[field] for field in trial.overrides} == trial.overrides
+    assert (config.learning_rate, config.max_steps, config.task_options.num_bits) == (3e-4, 20, 64)
+
+
 def test_text_sweep_is_the_papers_learning_rate_at_equal_steps():
   loaded = trials.load_sweep("launch/sweeps/text_paper_lr.py")
   assert loaded.config == "tasks/configs/text.py"
