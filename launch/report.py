@@ -313,40 +313,60 @@ def _pondernet_run(run: Run) -> str:
                  else f"N {final['mean_steps']:.1f}")
   return (f"PonderNet {pct(final['sequence_error'])} ({rule}), {steps_taken} (lambda_p = "
           f"{run.config['lambda_p']:g}, M = {run.config['max_steps']}, "
-          f"{steps(final['step'])} steps)")
+          f"{steps(final['step'])} steps{'' if run.finished else ', record ends'})")
 
 
 def _pondernet_steps(run: Run) -> float:
   return run.final.get("expected_steps", run.final["mean_steps"])
 
 
-def _claim_holds(setting: str, pondernet: Sequence[Run], act: Sequence[Run],
-                 paper: Mapping[str, Any]) -> bool | None:
-  """Whether PonderNet's claim in one of its paper's settings holds for the records (None: no
-  ACT record to hold it against, or every record of both rules still at chance, where
-  accuracy and steps say nothing about the claim)."""
+def _step_span(runs: Sequence[Run]) -> str:
+  """``low-high`` of the runs' updates, or the one count."""
+  low, high = (f(r.final["step"] for r in runs) for f in (min, max))
+  return steps(low) if low == high else f"{steps(low)}-{steps(high)}"
+
+
+# Why PonderNet's claim is untested in a setting, by :func:`_claim`'s answer.
+_UNTESTED = {"at chance": "both rules at chance in",
+             "shorter": "ACT trained for fewer updates than PonderNet in",
+             "no ACT": "not run against ACT"}
+
+
+def _claim(setting: str, pondernet: Sequence[Run], act: Sequence[Run],
+           paper: Mapping[str, Any]) -> str:
+  """Whether PonderNet's claim in one of its paper's settings holds for the records: "holds"
+  or "fails"; untested (:data:`_UNTESTED`) with no ACT record ("no ACT"), with none trained
+  for at least the best PonderNet record's updates ("shorter"), or with every record of both
+  rules still at chance, where accuracy and steps say nothing about the claim ("at
+  chance")."""
   if not act:
-    return None
+    return "no ACT"
   best = min(pondernet, key=lambda r: r.final["sequence_error"])
+  act = [r for r in act if r.final["step"] >= best.final["step"]]
+  if not act:
+    return "shorter"
   if all(r.final["sequence_error"] >= paper["chance_error"] for r in (best, *act)):
-    return None
+    return "at chance"
   if setting == paper["extrapolation"]:
-    return (best.final["sequence_error"] <= paper["target_error"] and
-            all(r.final["sequence_error"] >= paper["chance_error"] for r in act))
-  best_act = min(act, key=lambda r: r.final["sequence_error"])
-  return (best.final["sequence_error"] <= best_act.final["sequence_error"] and
-          _pondernet_steps(best) < best_act.final["mean_steps"])
+    holds = (best.final["sequence_error"] <= paper["target_error"] and
+             all(r.final["sequence_error"] >= paper["chance_error"] for r in act))
+  else:
+    best_act = min(act, key=lambda r: r.final["sequence_error"])
+    holds = (best.final["sequence_error"] <= best_act.final["sequence_error"] and
+             _pondernet_steps(best) < best_act.final["mean_steps"])
+  return "holds" if holds else "fails"
 
 
 def pondernet_parity(runs: Sequence[Run], paper: Mapping[str, Any]) -> tuple[str, str]:
   """PonderNet's parity claims are figures, so the rule is qualitative. In each setting of its
   paper with a PonderNet record (``interpolation``: 64 bits; ``extrapolation``: 96 bits, trained
   on 1-48 non-zero bits and evaluated on 49-96) the claim holds when, against the ACT records of
-  that setting, the best PonderNet record has at most the best ACT error and takes fewer steps
-  (its expected steps where recorded, else N; ACT's N) (interpolation), or has an error of at most
-  ``target_error`` while every ACT record stays at ``chance_error`` or above (extrapolation).
-  Reproduced when it holds in both settings; partly in one; not reproduced when it holds in
-  none that has ACT records; "not comparable" when no PonderNet record is in either setting
+  that setting trained for at least as many updates, the best PonderNet record has at most the
+  best ACT error and takes fewer steps (its expected steps where recorded, else N; ACT's N)
+  (interpolation), or has an error of at most ``target_error`` while every ACT record stays at
+  ``chance_error`` or above (extrapolation). Reproduced when it holds in both settings; partly
+  in one; not reproduced when it holds in none where it was tested; "not comparable" when it
+  was tested in neither (:func:`_claim` says why) or no PonderNet record is in either setting
   (the records' own settings are then listed with ACT's records of the same setting)."""
   by_setting: dict[str, dict[str, list[Run]]] = {}
   for run in runs:
@@ -361,25 +381,24 @@ def pondernet_parity(runs: Sequence[Run], paper: Mapping[str, Any]) -> tuple[str
     if act:
       text += (f"; ACT {span([pct(r.final['sequence_error']) for r in act])}, N "
                f"{span([format(r.final['mean_steps'], '.1f') for r in act])} ({len(act)} "
-               f"seed{'s' if len(act) > 1 else ''})")
+               f"seed{'s' if len(act) > 1 else ''}, {_step_span(act)} steps)")
     parts.append(f"{setting}: {text}")
     if setting in (paper["interpolation"], paper["extrapolation"]):
-      claims[setting] = _claim_holds(setting, rules["pondernet"], act, paper)
+      claims[setting] = _claim(setting, rules["pondernet"], act, paper)
   ours = "; ".join(parts)
   if not claims:
     return ours, (f"not comparable: no record in the paper's settings ({paper['interpolation']}; "
                   f"{paper['extrapolation']}), only {', '.join(s for s in sorted(by_setting))}")
-  held = [s for s, holds in claims.items() if holds]
-  tested = [s for s, holds in claims.items() if holds is not None]
+  for setting in (paper["interpolation"], paper["extrapolation"]):
+    claims.setdefault(setting, "no ACT")
+  held = [s for s, claim in claims.items() if claim == "holds"]
+  tested = [s for s, claim in claims.items() if claim in ("holds", "fails")]
   verdict = ("reproduced" if len(held) == 2 else "partly" if held else
              "not reproduced" if tested else "not comparable")
-  at_chance = [s for s, holds in claims.items() if holds is None and by_setting[s].get("act")]
-  untested = [s for s in (paper["interpolation"], paper["extrapolation"])
-              if s not in tested and s not in at_chance]
-  return ours, (f"{verdict}: the claim holds in {len(held)} of {len(tested)} settings run "
-                f"with ACT" + (f"; both rules at chance in: {'; '.join(at_chance)}"
-                               if at_chance else "")
-                + (f"; not run against ACT: {'; '.join(untested)}" if untested else ""))
+  untested = [f"{why}: {'; '.join(s for s, claim in claims.items() if claim == status)}"
+              for status, why in _UNTESTED.items() if status in claims.values()]
+  return ours, "; ".join([f"{verdict}: the claim holds in {len(held)} of {len(tested)} settings "
+                          "run with ACT", *untested])
 
 
 RULES: dict[str, Callable[[Sequence[Run], Mapping[str, Any]], tuple[str, str]]] = {
