@@ -137,7 +137,7 @@ def test_pondernet_sweep_is_both_rules_in_pondernets_setting_on_one_budget():
   assert rules == [("pondernet", 0.1, None), ("pondernet", 0.2, None), ("pondernet", 0.5, None),
                    ("act", None, 2e-4), ("act", None, 2e-3), ("act", None, 2e-2)]
   assert {(t.overrides["num_steps"], t.overrides["num_networks"]) for t in loaded.trials} == {
-      (200_000, 3)}
+      (1_000_000, 3)}
   for trial in loaded.trials:  # every override is a field of the config, parsed as launch.train does
     config = _parse_config_flags(loaded.config, trials.override_args(trial.overrides))
     assert {field: config[field] for field in trial.overrides} == trial.overrides

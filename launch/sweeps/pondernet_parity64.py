@@ -3,10 +3,13 @@
 64 bits at random positions, tanh RNN 128, batch 128, Adam 3e-4, M = 20 for both
 rules (``parity.py:pondernet``): PonderNet (beta = 0.01, epsilon = 0.05) at lambda_p
 0.1, 0.2 and 0.5, and ACT at tau 2e-4, 2e-3 and 2e-2 (the ends and middle of its
-paper's grid), each trial three networks (seeds 0-2, vmapped), all on one budget.
-PonderNet unrolls close to all 20 steps while it has not learned the task, about
-115 updates a second for one network on one core of a 2-core CPU, so the 200k
-updates here are hours per trial; raise ``num_steps`` and rerun to train further.
+paper's grid), each trial three networks (seeds 0-2, vmapped), all on one budget
+of 1M updates: one seed of each rule is still at chance after 190k (section 9).
+PonderNet unrolls close to all 20 steps while it has not learned the task: on one
+core of a 2-core CPU, about 115 updates a second for one network and a third of
+that for three, so a PonderNet trial takes about 7 hours there (a sweep to run on
+accelerators, one trial per device); rerun to resume, raise ``num_steps`` to
+train further.
 
   python -m launch.sweep --sweep=launch/sweeps/pondernet_parity64.py \\
       --sweep_dir=$HOME/act-runs/pondernet_parity64_grid --devices=cpu
@@ -16,7 +19,7 @@ updates here are hours per trial; raise ``num_steps`` and rerun to train further
 from typing import Any
 
 CONFIG = "tasks/configs/parity.py:pondernet"
-COMMON = {"num_networks": 3, "num_steps": 200_000, "log_every": 2_000, "eval_every": 10_000,
+COMMON = {"num_networks": 3, "num_steps": 1_000_000, "log_every": 2_000, "eval_every": 10_000,
           "checkpoint_every": 10_000}
 LAMBDA_PS = (0.1, 0.2, 0.5)
 TAUS = (2e-4, 2e-3, 2e-2)
