@@ -107,7 +107,8 @@ def plot_runs(workdirs: list[str], path: str, title: str = "") -> str:
 
   Left, the task metric of each held-out evaluation in ``metrics.jsonl``: a
   PonderNet run's at its sampled halting step where it was scored so
-  (``tasks/evaluation.py``), else of the mean field. Right, the steps per input
+  (``tasks/evaluation.py``), else of the mean field; and, thin, that of the
+  training batches (the mean field's, on the training distribution). Right, the steps per input
   step: ``N`` (solid; PonderNet's training unroll) and, for PonderNet,
   ``sum_n n p_n`` (dashed). Each run is labelled by :func:`run_label`.
   """
@@ -117,18 +118,24 @@ def plot_runs(workdirs: list[str], path: str, title: str = "") -> str:
     with open(os.path.join(workdir, "config.json")) as f:
       config = json.load(f)
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
-      rows = [r for r in map(json.loads, f) if r["split"] == "eval"]
+      logged = [json.loads(line) for line in f]
+    rows = [r for r in logged if r["split"] == "eval"]
     if not rows:
       raise ValueError(f"{workdir!r} has no held-out evaluation in metrics.jsonl")
     metric = next(m for m in _LABELS if m in rows[0])
     steps = [r["step"] for r in rows]
     label, color = run_label(config), f"C{i}"
     axes[0].plot(steps, [r[metric] for r in rows], "o-", ms=3, color=color, label=label)
+    train = [(r["step"], r[metric]) for r in logged if r["split"] == "train" and metric in r]
+    if train:
+      axes[0].plot(*zip(*train), "-", lw=0.8, alpha=0.5, color=color,
+                   label=f"{label}: training batches")
     axes[1].plot(steps, [r["mean_steps"] for r in rows], "-", color=color, label=f"{label}: N")
     expected = [(r["step"], r["expected_steps"]) for r in rows if "expected_steps" in r]
     if expected:
       axes[1].plot(*zip(*expected), "s--", ms=3, color=color, label=f"{label}: sum_n n p_n")
-  axes[0].set(xlabel="update", ylabel=f"held-out {_LABELS[metric]}", ylim=(0, None))
+  axes[0].set(xlabel="update", ylabel=f"{_LABELS[metric]}: held-out (dots), training (thin)",
+              ylim=(0, None))
   axes[1].set(xlabel="update", ylabel="steps per input step", ylim=(0, None))
   for ax in axes:
     ax.legend(fontsize=8)
