@@ -1,13 +1,14 @@
 r"""The held-out curves of several runs side by side (``tasks.plots.plot_runs``).
 
-  python -m launch.curves --out=docs/figures/parity_extrapolation/curves.png \
-      --title="Parity, 96 bits: trained on 1-48 non-zero bits, evaluated on 49-96" \
-      docs/runs/parity_extrapolation/pondernet docs/runs/parity_extrapolation/act
+  python -m launch.curves --out=docs/figures/pondernet_extrapolation/curves.png \
+      --title="Parity, 96 bits: trained on 1-48 non-zero bits, held out 49-96" \
+      docs/runs/pondernet_extrapolation/pondernet-lambda_p=0.2 \
+      docs/runs/pondernet_extrapolation/act-tau=1e-3
 
 Each argument is a run's directory (a workdir or its record under ``docs/runs/``:
 ``config.json`` and ``metrics.jsonl``). Left: held-out error (or bits per
-character) at each evaluation, PonderNet's at its sampled halting step; right: N
-and PonderNet's expected steps.
+character) at each evaluation, PonderNet's at its sampled halting step, and the
+training batches'; right: N and PonderNet's expected steps.
 """
 
 from collections.abc import Sequence
