@@ -381,7 +381,7 @@ def pondernet_parity(runs: Sequence[Run], paper: Mapping[str, Any]) -> tuple[str
     if act:
       text += (f"; ACT {span([pct(r.final['sequence_error']) for r in act])}, N "
                f"{span([format(r.final['mean_steps'], '.1f') for r in act])} ({len(act)} "
-               f"seed{'s' if len(act) > 1 else ''}, {_step_span(act)} steps)")
+               f"run{'s' if len(act) > 1 else ''}, {_step_span(act)} steps)")
     parts.append(f"{setting}: {text}")
     if setting in (paper["interpolation"], paper["extrapolation"]):
       claims[setting] = _claim(setting, rules["pondernet"], act, paper)

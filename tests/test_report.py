@@ -155,21 +155,21 @@ def test_pondernet_parity_is_held_against_act_trained_as_long():
   assert verdict == ("not comparable: the claim holds in 0 of 0 settings run with ACT; ACT trained "
                      "for fewer updates than PonderNet in: 64 bits; not run against ACT: 96 bits, "
                      "1-48 -> 49-96 non-zero")
-  assert "(lambda_p = 0.2, M = 20, 2.0M steps, record ends); ACT 10.0 %, N 6.0 (1 seed, 100k" in ours
+  assert "(lambda_p = 0.2, M = 20, 2.0M steps, record ends); ACT 10.0 %, N 6.0 (1 run, 100k" in ours
   act_as_long = act._replace(final={**act.final, "step": 2_000_000})
   assert report.pondernet_parity([longer, act_as_long], PONDERNET)[1].startswith(
       "partly: the claim holds in 1 of 1")
   # Against the shorter ACT record, the PonderNet record of the same budget is the test.
   assert report.pondernet_parity([pondernet, act], PONDERNET)[1].startswith("partly")
   ours = report.pondernet_parity([pondernet, act, act_as_long], PONDERNET)[0]
-  assert "ACT 10.0 %, N 6.0 (2 seeds, 100k-2.0M steps)" in ours
+  assert "ACT 10.0 %, N 6.0 (2 runs, 100k-2.0M steps)" in ours
 
 
 def test_pondernet_parity_without_the_papers_settings_is_not_comparable():
   runs = [_parity_run("pn8", {"num_bits": 8}, "pondernet", 0.0, 12.7),
           _parity_run("act8", {"num_bits": 8}, "act", 0.001, 2.5)]
   ours, verdict = report.pondernet_parity(runs, PONDERNET)
-  assert ours.endswith("; ACT 0.1 %, N 2.5 (1 seed, 100k steps)")
+  assert ours.endswith("; ACT 0.1 %, N 2.5 (1 run, 100k steps)")
   assert verdict == ("not comparable: no record in the paper's settings (64 bits; 96 bits, 1-48 "
                      "-> 49-96 non-zero), only 8 bits")
   assert report.parity_setting({"task_options": EXTRAPOLATION}) == PONDERNET["extrapolation"]
