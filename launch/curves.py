@@ -25,7 +25,10 @@ flags.mark_flag_as_required("out")
 def main(argv: Sequence[str]) -> None:
   if len(argv) < 2:
     raise app.UsageError("give one or more run directories")
-  print(plots.plot_runs(list(argv[1:]), _OUT.value, _TITLE.value))
+  try:
+    print(plots.plot_runs(list(argv[1:]), _OUT.value, _TITLE.value))
+  except ValueError as e:  # a directory that is not a run, or one never evaluated
+    raise app.UsageError(str(e)) from e
 
 
 if __name__ == "__main__":

@@ -115,6 +115,9 @@ def plot_runs(workdirs: list[str], path: str, title: str = "") -> str:
   fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
   metric = "sequence_error"
   for i, workdir in enumerate(workdirs):
+    if not all(os.path.isfile(os.path.join(workdir, name))
+               for name in ("config.json", "metrics.jsonl")):
+      raise ValueError(f"{workdir!r} is not a run: it needs config.json and metrics.jsonl")
     with open(os.path.join(workdir, "config.json")) as f:
       config = json.load(f)
     with open(os.path.join(workdir, "metrics.jsonl")) as f:

@@ -52,3 +52,10 @@ def test_a_run_without_an_evaluation_is_a_clear_error(tmp_path):
   empty = _record(tmp_path / "empty", {"mode": "act", "tau": 0.01}, [])
   with pytest.raises(ValueError, match="'.*empty' has no held-out evaluation"):
     plots.plot_runs([empty], str(tmp_path / "x.png"))
+
+
+def test_the_cli_names_a_directory_that_is_not_a_run(tmp_path):
+  result = subprocess.run([sys.executable, "-m", "launch.curves", f"--out={tmp_path}/x.png",
+                           str(tmp_path / "nowhere")], cwd=REPO, capture_output=True, text=True)
+  assert result.returncode != 0 and "Traceback" not in result.stderr
+  assert "'" + str(tmp_path / "nowhere") + "' is not a run: it needs config.json" in result.stderr
