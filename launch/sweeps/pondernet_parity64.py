@@ -5,9 +5,10 @@ rules (``parity.py:pondernet``): PonderNet (beta = 0.01, epsilon = 0.05) at lamb
 0.1, 0.2 and 0.5, and ACT at tau 2e-4, 2e-3 and 2e-2 (the ends and middle of its
 paper's grid), each trial three networks (seeds 0-2, vmapped), all on one budget
 of 1M updates: one seed of each rule is still at chance after 190k (section 9).
-PonderNet unrolls close to all 20 steps while it has not learned the task: on one
-core of a 2-core CPU, about 115 updates a second for one network and a third of
-that for three, so a PonderNet trial takes about 7 hours there (a sweep to run on
+PonderNet unrolls close to all 20 steps while it has not learned the task: one
+network trained at a median 106 updates a second on one core of a 2-core CPU
+(``steps_per_second`` in ``docs/runs/pondernet_extrapolation/``), so 1M updates
+of one network take 2.6 hours there and a trial trains three (a sweep to run on
 accelerators, one trial per device); rerun to resume, raise ``num_steps`` to
 train further.
 
