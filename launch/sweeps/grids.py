@@ -31,3 +31,17 @@ def act_and_no_act(seeds: Sequence[int]) -> list[dict[str, Any]]:
 # their 512 (a trial on a CPU core); held-out error on 1,000 examples every 5,000 steps.
 DOWNSIZED_COMMON = {"hidden_size": 128, "eval_every": 5_000, "eval_batch_size": 1_000,
                     "eval_batches": 1, "log_every": 1_000, "checkpoint_every": 10_000}
+
+
+# PonderNet's parity grids (Banino et al. 2021, appendix B): its prior lambda_p against ACT's tau
+# at the ends and middle of the ACT paper's grid, beta and epsilon as in PonderNet's paper.
+PONDERNET_LAMBDA_PS = (0.1, 0.2, 0.5)
+PONDERNET_ACT_TAUS = (2e-4, 2e-3, 2e-2)
+
+
+def pondernet_and_act(seeds: Sequence[int | None] = (None,)) -> list[dict[str, Any]]:
+  """Seed by seed (None: the config's), one trial per PonderNet prior, then one per ACT tau."""
+  models = ([{"halting": "pondernet", "beta": 0.01, "epsilon": 0.05, "lambda_p": lambda_p}
+             for lambda_p in PONDERNET_LAMBDA_PS] + [{"tau": tau} for tau in PONDERNET_ACT_TAUS])
+  return [{**model, **({} if seed is None else {"seed": seed})}
+          for seed in seeds for model in models]

@@ -19,14 +19,13 @@ train further.
 
 from typing import Any
 
+from launch.sweeps import grids
+
 CONFIG = "tasks/configs/parity.py:pondernet"
 COMMON = {"num_networks": 3, "num_steps": 1_000_000, "log_every": 2_000, "eval_every": 10_000,
           "checkpoint_every": 10_000}
-LAMBDA_PS = (0.1, 0.2, 0.5)
-TAUS = (2e-4, 2e-3, 2e-2)
 
 
 def get_sweep() -> list[dict[str, Any]]:
   """One trial per PonderNet prior, then one per ACT tau."""
-  return ([{"halting": "pondernet", "beta": 0.01, "epsilon": 0.05, "lambda_p": lambda_p}
-           for lambda_p in LAMBDA_PS] + [{"tau": tau} for tau in TAUS])
+  return grids.pondernet_and_act()
