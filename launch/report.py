@@ -304,16 +304,24 @@ def _halting(config: Mapping[str, Any]) -> str:
   return config.get("halting", "act") if config["mode"] == "act" else config["mode"]
 
 
-def _pondernet_run(run: Run) -> str:
-  """A PonderNet run's error (naming the rule it was scored by) and steps."""
-  final = run.final
-  rule = ("at a sampled halting step" if "sequence_error_most_likely" in final
-          else "of the p-weighted mean logits")
-  steps_taken = (f"expected steps {final['expected_steps']:.1f}" if "expected_steps" in final
-                 else f"N {final['mean_steps']:.1f}")
-  return (f"PonderNet {pct(final['sequence_error'])} ({rule}), {steps_taken} (lambda_p = "
-          f"{run.config['lambda_p']:g}, M = {run.config['max_steps']}, "
-          f"{steps(final['step'])} steps{'' if run.finished else ', record ends'})")
+def _pondernet_runs(runs: Sequence[Run]) -> str:
+  """PonderNet records of one setting, grouped by prior, M and the rule their error was scored
+  by: the error and steps over each group's records, and their updates."""
+  groups: dict[tuple[float, int, bool], list[Run]] = {}
+  for run in runs:
+    sampled = "sequence_error_most_likely" in run.final
+    groups.setdefault((run.config["lambda_p"], run.config["max_steps"], sampled), []).append(run)
+  parts = []
+  for (lambda_p, max_steps, sampled), group in sorted(groups.items()):
+    rule = "at a sampled halting step" if sampled else "of the p-weighted mean logits"
+    name, key = ("expected steps", "expected_steps") if sampled else ("N", "mean_steps")
+    taken = span([format(r.final[key], ".1f") for r in group])
+    count = f"{len(group)} runs, " if len(group) > 1 else ""
+    ends = "" if all(r.finished for r in group) else ", record ends"
+    parts.append(f"PonderNet {span([pct(r.final['sequence_error']) for r in group])} ({rule}), "
+                 f"{name} {taken} (lambda_p = {lambda_p:g}, M = {max_steps}, {count}"
+                 f"{_step_span(group)} steps{ends})")
+  return "; ".join(parts)
 
 
 def _pondernet_steps(run: Run) -> float:
@@ -376,7 +384,7 @@ def pondernet_parity(runs: Sequence[Run], paper: Mapping[str, Any]) -> tuple[str
   for setting, rules in sorted(by_setting.items()):
     if "pondernet" not in rules:
       continue
-    text = "; ".join(_pondernet_run(r) for r in rules["pondernet"])
+    text = _pondernet_runs(rules["pondernet"])
     act = rules.get("act", [])
     if act:
       text += (f"; ACT {span([pct(r.final['sequence_error']) for r in act])}, N "

@@ -2,11 +2,11 @@
 
 A sweep whose trials set ``config.solved_at`` records each network's
 ``solved_step`` in ``results.json`` (``tasks/solved.py``). This module groups
-the trials by model (ACT at each tau, Repeat-RNN at each repeat count, no ACT),
-and gives per model: how many seeds solved the task, the median and range of
-their solved steps, and the mean repetitions N - 1 + R (= rho - 1: 1 without
-ACT, the repeat count for Repeat-RNN), Fojo et al.'s ponder metric. The CLI is
-``launch/summarize.py``.
+the trials by model (ACT at each tau, Repeat-RNN at each repeat count, no ACT,
+PonderNet at each prior), and gives per model: how many seeds solved the task,
+the median and range of their solved steps, the mean repetitions N - 1 + R (=
+rho - 1: 1 without ACT, the repeat count for Repeat-RNN), Fojo et al.'s ponder
+metric, and the steps per input at evaluation. The CLI is ``launch/summarize.py``.
 """
 
 from __future__ import annotations
@@ -23,12 +23,16 @@ import numpy as np
 
 from launch import sweep_results
 
-COLUMNS = ("trial", "model", "seed", "solved_step", "step", "sequence_error", "repetitions")
+COLUMNS = ("trial", "model", "seed", "solved_step", "step", "sequence_error", "repetitions",
+           "steps_per_input")
 
 
 def model_of(results: Mapping[str, Any], config: Mapping[str, Any]) -> tuple[str, tuple]:
-  """The model's name (``ACT tau=0.01``, ``Repeat-RNN x3``, ``no ACT``) and its sort key:
-  no ACT, then ACT by falling tau, then Repeat-RNN by rising repeats."""
+  """The model's name (``ACT tau=0.01``, ``Repeat-RNN x3``, ``no ACT``, ``PonderNet
+  lambda_p=0.2``) and its sort key: no ACT, then ACT by falling tau, then Repeat-RNN by
+  rising repeats, then PonderNet by rising prior."""
+  if results.get("halting") == "pondernet":
+    return f"PonderNet lambda_p={results['lambda_p']:g}", (3, results["lambda_p"])
   if results["mode"] == "act":
     return f"ACT tau={results['tau']:g}", (1, -results["tau"])
   if results["mode"] == "repeat":
@@ -36,10 +40,21 @@ def model_of(results: Mapping[str, Any], config: Mapping[str, Any]) -> tuple[str
   return "no ACT", (0, 0)
 
 
-def repetitions(mode: str, network: Mapping[str, Any]) -> float:
-  """Fojo et al.'s ponder metric: N - 1 + R (= rho - 1) for ACT; the updates per input
-  (mean N: 1 without ACT, the repeat count for Repeat-RNN) otherwise."""
-  return network["mean_ponder"] - 1 if mode == "act" else network["mean_steps"]
+def repetitions(results: Mapping[str, Any], network: Mapping[str, Any]) -> float:
+  """Fojo et al.'s ponder metric: N - 1 + R (= rho - 1) for ACT; for PonderNet its
+  expected steps beyond the first (sum_n n p_n - 1, Eq. 7's mean-field analogue); the
+  updates per input (mean N: 1 without ACT, the repeat count for Repeat-RNN) otherwise."""
+  if results.get("halting") == "pondernet":
+    return network["expected_steps"] - 1
+  return network["mean_ponder"] - 1 if results["mode"] == "act" else network["mean_steps"]
+
+
+def steps_per_input(results: Mapping[str, Any], network: Mapping[str, Any]) -> float:
+  """The steps a network takes per input when evaluated: N, or for PonderNet the mean of the
+  halting steps sampled from p (its evaluation, ``tasks/evaluation.py``)."""
+  if results.get("halting") == "pondernet":
+    return network["mean_sampled_steps"]
+  return network["mean_steps"]
 
 
 def trial_rows(sweep_dir: str) -> list[dict[str, Any]]:
@@ -57,7 +72,8 @@ def trial_rows(sweep_dir: str) -> list[dict[str, Any]]:
                    "order": order, "seed": network["seed"],
                    "solved_step": network["solved_step"], "step": results["step"],
                    "sequence_error": network["sequence_error"],
-                   "repetitions": repetitions(results["mode"], network)})
+                   "repetitions": repetitions(results, network),
+                   "steps_per_input": steps_per_input(results, network)})
   return rows
 
 
@@ -76,19 +92,21 @@ def table(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 "median": float(np.median(solved)) if solved else None,
                 "low": min(solved) if solved else None, "high": max(solved) if solved else None,
                 "steps": max(r["step"] for r in group),
-                "repetitions": float(np.mean([r["repetitions"] for r in group]))})
+                **{column: float(np.mean([r[column] for r in group]))
+                   for column in ("repetitions", "steps_per_input")}})
   return out
 
 
 def format_table(summary: Sequence[Mapping[str, Any]]) -> str:
-  """The table as text: model, seeds solved, steps to solve median (range), repetitions."""
-  lines = [f"{'model':>18s} {'solved':>7s} {'steps to solve: median (range)':>32s} "
-           f"{'repetitions':>11s}"]
+  """The table as text: model, seeds solved, steps to solve median (range), repetitions and
+  steps per input."""
+  lines = [f"{'model':>22s} {'solved':>7s} {'steps to solve: median (range)':>32s} "
+           f"{'repetitions':>11s} {'steps/input':>11s}"]
   for row in summary:
     steps = (f"{row['median'] / 1000:.0f}k ({row['low'] / 1000:.0f}k-{row['high'] / 1000:.0f}k)"
              if row["solved"] else f"- (none in {row['steps'] / 1000:.0f}k)")
-    lines.append(f"{row['model']:>18s} {row['solved']:>3d}/{row['n']:<3d} {steps:>32s} "
-                 f"{row['repetitions']:>11.2f}")
+    lines.append(f"{row['model']:>22s} {row['solved']:>3d}/{row['n']:<3d} {steps:>32s} "
+                 f"{row['repetitions']:>11.2f} {row['steps_per_input']:>11.2f}")
   return "\n".join(lines)
 
 
@@ -99,8 +117,11 @@ def plot_learning_curves(sweep_dir: str, rows: Sequence[Mapping[str, Any]], path
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   from matplotlib import ticker  # pylint: disable=g-import-not-at-top
 
-  titles = ("no ACT", "ACT", "Repeat-RNN")  # by the first element of a row's order
-  fig, axes = plt.subplots(1, len(titles), figsize=(15, 4), sharey=True)
+  titles = ("no ACT", "ACT", "Repeat-RNN", "PonderNet")  # by the first element of an order
+  kinds = sorted({r["order"][0] for r in rows})  # a panel per kind of model in the sweep
+  fig, panels = plt.subplots(1, len(kinds), figsize=(5 * len(kinds), 4), sharey=True,
+                             squeeze=False)
+  axes = dict(zip(kinds, panels[0]))
   models = sorted({r["model"]: r["order"] for r in rows}.items(), key=lambda kv: kv[1])
   colours = {m: plt.cm.tab10(i % 10) for i, (m, _) in enumerate(models)}
   labelled = set()
@@ -111,12 +132,12 @@ def plot_learning_curves(sweep_dir: str, rows: Sequence[Mapping[str, Any]], path
         [r["step"] for r in evals], [r["sequence_error"] for r in evals], lw=1,
         color=colours[row["model"]], label=None if row["model"] in labelled else row["model"])
     labelled.add(row["model"])
-  for ax, title in zip(axes, titles):
-    ax.set(title=title, xlabel="training step", yscale="log")
+  for kind, ax in axes.items():
+    ax.set(title=titles[kind], xlabel="training step", yscale="log")
     ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda x, _: f"{x / 1000:.0f}k"))
     ax.axhline(0.02, color="gray", linestyle=":", lw=1)
     ax.legend(fontsize=8)
-  axes[0].set_ylabel("held-out sequence error (2% dotted)")
+  panels[0][0].set_ylabel("held-out sequence error (2% dotted)")
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)

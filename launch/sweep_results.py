@@ -44,6 +44,14 @@ def mean_and_standard_error(values: Sequence[float]) -> Stats:
   return Stats(int(values.size), float(values.mean()), float(error))
 
 
+def mode_of(results: Mapping[str, Any]) -> str:
+  """The ``mode`` a network row carries: the config's, except PonderNet's halting (no tau),
+  which is a mode of its own per prior (``pondernet lambda_p=0.2``)."""
+  if results.get("halting") == "pondernet":
+    return f"pondernet lambda_p={results['lambda_p']:g}"
+  return results["mode"]
+
+
 def network_rows(trial: str, results: Mapping[str, Any], config: Mapping[str, Any]
                  ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
   """One trial's network rows (``NETWORK_COLUMNS``) and difficulty rows (``DIFFICULTY_COLUMNS``).
@@ -63,7 +71,7 @@ def network_rows(trial: str, results: Mapping[str, Any], config: Mapping[str, An
        **({"figure": results["figure"]} if "figure" in results else {})}]
   rows, difficulty_rows = [], []
   for network in networks:
-    key = {"trial": trial, "task": results["task"], "mode": results["mode"],
+    key = {"trial": trial, "task": results["task"], "mode": mode_of(results),
            "tau": network.get("tau"), "seed": network["seed"]}  # None: no ACT, no tau
     rows.append({**key, "step": results["step"], "sequence_error": network["sequence_error"],
                  "mean_steps": network["mean_steps"], "mean_ponder": network["mean_ponder"]})

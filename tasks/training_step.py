@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 from flax import nnx
 from jax.sharding import Mesh
 
@@ -27,8 +28,9 @@ from tasks.registry import BITS_PER_CHARACTER
 
 
 def metric_names(metric: str) -> tuple[str, ...]:
-  """The names of a training step's metrics (float32 scalars per network)."""
-  return ("loss", "task_loss", "mean_steps", "mean_ponder", metric)
+  """The names of a training step's metrics (float32 scalars per network); ``grad_norm`` is
+  the global norm of the loss's gradient before any clipping (a spike precedes a blow-up)."""
+  return ("loss", "task_loss", "mean_steps", "mean_ponder", metric, "grad_norm")
 
 
 class LossTerms(NamedTuple):
@@ -101,7 +103,8 @@ def _network_step(graphdefs: networks.GraphDefs, metric: str, state: networks.Tr
   grad_fn = nnx.value_and_grad(loss_fn, has_aux=True)
   (loss, metrics), grads = grad_fn(model, batch, tau, metric)
   optimizer.update(model, grads)
-  return networks.TrainState(nnx.state(model), nnx.state(optimizer)), {"loss": loss, **metrics}
+  return networks.TrainState(nnx.state(model), nnx.state(optimizer)), {
+      "loss": loss, **metrics, "grad_norm": optax.global_norm(grads)}
 
 
 def _networks_step(graphdefs: networks.GraphDefs, metric: str, state: networks.TrainState,

@@ -173,3 +173,17 @@ def test_pondernet_parity_without_the_papers_settings_is_not_comparable():
   assert verdict == ("not comparable: no record in the paper's settings (64 bits; 96 bits, 1-48 "
                      "-> 49-96 non-zero), only 8 bits")
   assert report.parity_setting({"task_options": EXTRAPOLATION}) == PONDERNET["extrapolation"]
+
+
+def test_pondernet_records_of_a_setting_are_summed_up_per_prior():
+  def pondernet(name, error, expected, lambda_p, finished=True):
+    run = _parity_run(name, {"num_bits": 16}, "pondernet", error, 20.0, expected_steps=expected,
+                      sequence_error_most_likely=error)
+    return run._replace(config={**run.config, "lambda_p": lambda_p}, finished=finished)
+  runs = [pondernet("a", 0.005, 7.2, 0.2), pondernet("b", 0.001, 6.9, 0.2),
+          pondernet("c", 0.45, 18.0, 0.1, finished=False)]
+  ours = report.pondernet_parity(runs, PONDERNET)[0]
+  assert ours == ("16 bits: PonderNet 45.0 % (at a sampled halting step), expected steps 18.0 "
+                  "(lambda_p = 0.1, M = 20, 100k steps, record ends); PonderNet 0.1 %-0.5 % (at a "
+                  "sampled halting step), expected steps 6.9-7.2 (lambda_p = 0.2, M = 20, 2 runs, "
+                  "100k steps)")

@@ -67,6 +67,14 @@ def test_network_rows_read_both_results_formats():
           for r in rows] == [(3, 0.001, 0.1, 4.0, 4.5), (4, 0.002, 0.3, 3.0, 3.5)]
   assert [(r["seed"], r["difficulty"], r["sequence_error"]) for r in difficulty_rows] == [
       (3, 9, 0.0), (3, 10, 0.5), (4, 9, 1.0)]
+  # PonderNet has no tau: each prior is a mode of its own, kept out of the per-tau statistics.
+  network = {k: v for k, v in _network(0, None, 0.1, 5.0, {}).items() if k != "tau"}
+  pondernet = {**{k: v for k, v in _results(None, networks=[network]).items() if k != "tau"},
+               "halting": "pondernet", "lambda_p": 0.2}
+  rows, _ = sweep_results.network_rows("pondernet", pondernet, {"seed": 0})
+  assert [(r["mode"], r["tau"]) for r in rows] == [("pondernet lambda_p=0.2", None)]
+  assert sweep_results.by_tau(rows, "sequence_error") == {}
+  assert list(sweep_results.references(rows, "sequence_error")) == ["pondernet lambda_p=0.2"]
 
 
 def test_grouping_by_tau_and_mode_on_hand_made_rows():
@@ -179,6 +187,21 @@ def _solved_trial(sweep_dir, trial, mode, tau, seed, solved_step, repeats=1, pon
   (sweep_dir / trial / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in evals))
 
 
+def _pondernet_solved_trial(sweep_dir, lambda_p, seed, solved_step, expected, sampled):
+  """A PonderNet trial: no tau, its prior, and the steps of its sampled-step evaluation."""
+  _solved_trial(sweep_dir, f"halting=pondernet-lambda_p={lambda_p}-seed={seed}", "act", None,
+                seed, solved_step)
+  results = json.loads((sweep_dir / f"halting=pondernet-lambda_p={lambda_p}-seed={seed}" /
+                        "results.json").read_text())
+  results.pop("tau")
+  results.update(halting="pondernet", lambda_p=lambda_p)
+  results["networks"] = [{**{k: v for k, v in network.items() if k != "tau"},
+                          "mean_steps": 20.0, "expected_steps": expected,
+                          "mean_sampled_steps": sampled} for network in results["networks"]]
+  (sweep_dir / f"halting=pondernet-lambda_p={lambda_p}-seed={seed}" / "results.json").write_text(
+      json.dumps(results))
+
+
 def test_steps_to_solve_per_model_over_seeds(tmp_path):
   sweep = tmp_path / "sweep"
   for seed, step in enumerate((30_000, 10_000, None)):
@@ -188,19 +211,27 @@ def test_steps_to_solve_per_model_over_seeds(tmp_path):
     _solved_trial(sweep, f"mode=repeat-repeats={repeats}-seed=0", "repeat", 0.001, 0, step,
                   repeats=repeats)
   _solved_trial(sweep, "mode=none-seed=0", "none", 0.001, 0, None)
+  # PonderNet: repetitions from its expected steps, steps per input from its sampled steps.
+  _pondernet_solved_trial(sweep, 0.5, 0, 50_000, expected=3.5, sampled=3.25)
+  _pondernet_solved_trial(sweep, 0.5, 1, 70_000, expected=4.5, sampled=4.75)
+  _pondernet_solved_trial(sweep, 0.2, 0, None, expected=7.0, sampled=7.5)
   _write_trial(sweep, "no_solved_at", _results(0.01), seed=0)  # a run without solved_at: left out
   rows = steps_to_solve.table(steps_to_solve.trial_rows(str(sweep)))
   assert [(r["model"], r["n"], r["solved"], r["median"], r["low"], r["high"]) for r in rows] == [
       ("no ACT", 1, 0, None, None, None), ("ACT tau=0.1", 1, 0, None, None, None),
       ("ACT tau=0.01", 3, 2, 20_000.0, 10_000, 30_000),
       ("Repeat-RNN x3", 1, 1, 20_000.0, 20_000, 20_000),
-      ("Repeat-RNN x8", 1, 1, 40_000.0, 40_000, 40_000)]
-  assert [r["repetitions"] for r in rows] == pytest.approx([1.0, 1.0, 1.9, 3.0, 8.0])
+      ("Repeat-RNN x8", 1, 1, 40_000.0, 40_000, 40_000),
+      ("PonderNet lambda_p=0.2", 1, 0, None, None, None),
+      ("PonderNet lambda_p=0.5", 2, 2, 60_000.0, 50_000, 70_000)]
+  assert [r["repetitions"] for r in rows] == pytest.approx([1.0, 1.0, 1.9, 3.0, 8.0, 6.0, 3.0])
+  assert [r["steps_per_input"] for r in rows] == pytest.approx([1.0, 1.0, 1.0, 3.0, 8.0, 7.5, 4.0])
   text = steps_to_solve.summarize(str(sweep), str(tmp_path / "out")).splitlines()
-  assert text[3].split() == ["ACT", "tau=0.01", "2/3", "20k", "(10k-30k)", "1.90"]
-  assert text[1].split() == ["no", "ACT", "0/1", "-", "(none", "in", "400k)", "1.00"]
+  assert text[3].split() == ["ACT", "tau=0.01", "2/3", "20k", "(10k-30k)", "1.90", "1.00"]
+  assert text[1].split() == ["no", "ACT", "0/1", "-", "(none", "in", "400k)", "1.00", "1.00"]
+  assert text[7].split() == ["PonderNet", "lambda_p=0.5", "2/2", "60k", "(50k-70k)", "3.00", "4.00"]
   csv_rows = _read_csv(tmp_path / "out" / "steps_to_solve.csv")
-  assert list(csv_rows[0]) == list(steps_to_solve.COLUMNS) and len(csv_rows) == 7
+  assert list(csv_rows[0]) == list(steps_to_solve.COLUMNS) and len(csv_rows) == 10
   assert _is_png(tmp_path / "out" / "learning_curves.png")
   assert steps_to_solve.summarize(str(tmp_path / "out"), str(tmp_path / "out")) is None
 

@@ -15,7 +15,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from launch import trials
-from launch.sweeps import grids
+from launch.sweeps import grids, pondernet_parity16, pondernet_parity64
 from sweep_runs import REPO, read_manifest, run_sweep
 
 TINY_IDS = ["seed=0-tau=0.01", "seed=0-tau=0.001", "seed=1-tau=0.01"]
@@ -142,6 +142,20 @@ def test_pondernet_sweep_is_both_rules_in_pondernets_setting_on_one_budget():
     config = _parse_config_flags(loaded.config, trials.override_args(trial.overrides))
     assert {field: config[field] for field in trial.overrides} == trial.overrides
     assert (config.learning_rate, config.max_steps, config.task_options.num_bits) == (3e-4, 20, 64)
+
+
+def test_pondernet_16_bit_sweep_is_the_64_bit_grid_over_three_seeds_stopping_when_solved():
+  loaded = trials.load_sweep("launch/sweeps/pondernet_parity16.py")
+  assert loaded.config == trials.load_sweep("launch/sweeps/pondernet_parity64.py").config
+  models = pondernet_parity64.get_sweep()
+  assert pondernet_parity16.get_sweep() == [  # seed by seed, the 64-bit grid's models
+      {**model, "seed": seed} for seed in (0, 1, 2) for model in models] + [
+          {**model, "seed": 0, "grad_clip_norm": 1.0} for model in models]
+  for trial in loaded.trials:
+    config = _parse_config_flags(loaded.config, trials.override_args(trial.overrides))
+    assert (config.task_options.num_bits, config.learning_rate, config.max_steps,
+            config.num_steps, config.solved_at, config.solved_evals) == (
+                16, 3e-4, 20, 150_000, 0.02, 3)
 
 
 def test_text_sweep_is_the_papers_learning_rate_at_equal_steps():
