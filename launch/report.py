@@ -304,23 +304,33 @@ def _halting(config: Mapping[str, Any]) -> str:
   return config.get("halting", "act") if config["mode"] == "act" else config["mode"]
 
 
-def _pondernet_runs(runs: Sequence[Run]) -> str:
-  """PonderNet records of one setting, grouped by prior, M and the rule their error was scored
-  by: the error and steps over each group's records, and their updates."""
-  groups: dict[tuple[float, int, bool], list[Run]] = {}
+def _rule_runs(runs: Sequence[Run]) -> str:
+  """The records of one halting rule in one setting, grouped by its setting (PonderNet: prior;
+  ACT: tau), M, gradient clipping and, for PonderNet, the rule its error was scored by: the error
+  and steps over each group's records, and their updates."""
+  groups: dict[tuple[str, float, int, float, bool], list[Run]] = {}
   for run in runs:
-    sampled = "sequence_error_most_likely" in run.final
-    groups.setdefault((run.config["lambda_p"], run.config["max_steps"], sampled), []).append(run)
+    config = run.config
+    pondernet = _halting(config) == "pondernet"
+    key = ("lambda_p" if pondernet else "tau", config["lambda_p" if pondernet else "tau"],
+           config["max_steps"], config.get("grad_clip_norm", 0.0),
+           "sequence_error_most_likely" in run.final)
+    groups.setdefault(key, []).append(run)
   parts = []
-  for (lambda_p, max_steps, sampled), group in sorted(groups.items()):
-    rule = "at a sampled halting step" if sampled else "of the p-weighted mean logits"
-    name, key = ("expected steps", "expected_steps") if sampled else ("N", "mean_steps")
+  for (name, value, max_steps, clip, sampled), group in sorted(groups.items()):
+    if name == "lambda_p":
+      rule = f" ({'at a sampled halting step' if sampled else 'of the p-weighted mean logits'})"
+      steps_name, key = ("expected steps", "expected_steps") if sampled else ("N", "mean_steps")
+      who, setting = "PonderNet", f"lambda_p = {value:g}, M = {max_steps}"
+    else:
+      rule, steps_name, key, who, setting = "", "N", "mean_steps", "ACT", f"tau = {value:g}"
     taken = span([format(r.final[key], ".1f") for r in group])
     count = f"{len(group)} runs, " if len(group) > 1 else ""
+    clipped = f"gradient clipped to norm {clip:g}, " if clip else ""
     ends = "" if all(r.finished for r in group) else ", record ends"
-    parts.append(f"PonderNet {span([pct(r.final['sequence_error']) for r in group])} ({rule}), "
-                 f"{name} {taken} (lambda_p = {lambda_p:g}, M = {max_steps}, {count}"
-                 f"{_step_span(group)} steps{ends})")
+    parts.append(f"{who} {span([pct(r.final['sequence_error']) for r in group])}{rule}, "
+                 f"{steps_name} {taken} ({setting}, {clipped}{count}{_step_span(group)} "
+                 f"steps{ends})")
   return "; ".join(parts)
 
 
@@ -384,13 +394,8 @@ def pondernet_parity(runs: Sequence[Run], paper: Mapping[str, Any]) -> tuple[str
   for setting, rules in sorted(by_setting.items()):
     if "pondernet" not in rules:
       continue
-    text = _pondernet_runs(rules["pondernet"])
     act = rules.get("act", [])
-    if act:
-      text += (f"; ACT {span([pct(r.final['sequence_error']) for r in act])}, N "
-               f"{span([format(r.final['mean_steps'], '.1f') for r in act])} ({len(act)} "
-               f"run{'s' if len(act) > 1 else ''}, {_step_span(act)} steps)")
-    parts.append(f"{setting}: {text}")
+    parts.append(f"{setting}: {_rule_runs(rules['pondernet'] + act)}")
     if setting in (paper["interpolation"], paper["extrapolation"]):
       claims[setting] = _claim(setting, rules["pondernet"], act, paper)
   ours = "; ".join(parts)

@@ -29,15 +29,19 @@ COLUMNS = ("trial", "model", "seed", "solved_step", "step", "sequence_error", "r
 
 def model_of(results: Mapping[str, Any], config: Mapping[str, Any]) -> tuple[str, tuple]:
   """The model's name (``ACT tau=0.01``, ``Repeat-RNN x3``, ``no ACT``, ``PonderNet
-  lambda_p=0.2``) and its sort key: no ACT, then ACT by falling tau, then Repeat-RNN by
-  rising repeats, then PonderNet by rising prior."""
+  lambda_p=0.2``; `` clip=1`` added where the gradient was clipped) and its sort key: no
+  ACT, then ACT by falling tau, then Repeat-RNN by rising repeats, then PonderNet by rising
+  prior; unclipped before clipped."""
+  clip = config.get("grad_clip_norm", 0.0)
   if results.get("halting") == "pondernet":
-    return f"PonderNet lambda_p={results['lambda_p']:g}", (3, results["lambda_p"])
-  if results["mode"] == "act":
-    return f"ACT tau={results['tau']:g}", (1, -results["tau"])
-  if results["mode"] == "repeat":
-    return f"Repeat-RNN x{config['repeats']}", (2, config["repeats"])
-  return "no ACT", (0, 0)
+    name, order = f"PonderNet lambda_p={results['lambda_p']:g}", (3, results["lambda_p"])
+  elif results["mode"] == "act":
+    name, order = f"ACT tau={results['tau']:g}", (1, -results["tau"])
+  elif results["mode"] == "repeat":
+    name, order = f"Repeat-RNN x{config['repeats']}", (2, config["repeats"])
+  else:
+    name, order = "no ACT", (0, 0)
+  return (f"{name} clip={clip:g}" if clip else name), (*order, clip)
 
 
 def repetitions(results: Mapping[str, Any], network: Mapping[str, Any]) -> float:
@@ -100,12 +104,12 @@ def table(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 def format_table(summary: Sequence[Mapping[str, Any]]) -> str:
   """The table as text: model, seeds solved, steps to solve median (range), repetitions and
   steps per input."""
-  lines = [f"{'model':>22s} {'solved':>7s} {'steps to solve: median (range)':>32s} "
+  lines = [f"{'model':>29s} {'solved':>7s} {'steps to solve: median (range)':>32s} "
            f"{'repetitions':>11s} {'steps/input':>11s}"]
   for row in summary:
     steps = (f"{row['median'] / 1000:.0f}k ({row['low'] / 1000:.0f}k-{row['high'] / 1000:.0f}k)"
              if row["solved"] else f"- (none in {row['steps'] / 1000:.0f}k)")
-    lines.append(f"{row['model']:>22s} {row['solved']:>3d}/{row['n']:<3d} {steps:>32s} "
+    lines.append(f"{row['model']:>29s} {row['solved']:>3d}/{row['n']:<3d} {steps:>32s} "
                  f"{row['repetitions']:>11.2f} {row['steps_per_input']:>11.2f}")
   return "\n".join(lines)
 

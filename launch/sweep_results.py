@@ -159,10 +159,12 @@ def summary_table(rows: Sequence[Mapping[str, Any]]) -> str:
   """Per tau (then per mode without ACT): n, error, N and rho as mean +- standard error."""
   columns = {metric: {**by_tau(rows, metric), **references(rows, metric)}
              for metric in ("sequence_error", "mean_steps", "mean_ponder")}
-  lines = [f"{'tau':>10s} {'n':>4s} {'sequence error':>18s} {'N':>14s} {'rho':>14s}"]
+  labels = {key: f"{key:g}" if isinstance(key, float) else f"mode={key}"
+            for key in columns["sequence_error"]}
+  width = max([10, *map(len, labels.values())])
+  lines = [f"{'tau':>{width}s} {'n':>4s} {'sequence error':>18s} {'N':>14s} {'rho':>14s}"]
   for key, error in columns["sequence_error"].items():
-    label = f"{key:g}" if isinstance(key, float) else f"mode={key}"
-    lines.append(f"{label:>10s} {error.n:>4d} {_with_error(error, 4):>18s} "
+    lines.append(f"{labels[key]:>{width}s} {error.n:>4d} {_with_error(error, 4):>18s} "
                  f"{_with_error(columns['mean_steps'][key], 2):>14s} "
                  f"{_with_error(columns['mean_ponder'][key], 2):>14s}")
   return "\n".join(lines)

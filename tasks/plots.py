@@ -92,14 +92,17 @@ def _plot_halting(ax, evaluations: list[dict]) -> None:
 
 def run_label(config: dict) -> str:
   """A run's halting rule and its setting, from its ``config.json``: ``PonderNet (lambda_p =
-  0.2, beta = 0.01)``, ``ACT (tau = 0.001)`` or ``no ACT``."""
+  0.2, beta = 0.01)``, ``ACT (tau = 0.001)`` or ``no ACT``; ``, clipped to 1`` added where the
+  gradient's norm was clipped."""
+  clip = config.get("grad_clip_norm", 0.0)
+  clipped = f", clipped to {clip:g}" if clip else ""
   if config["mode"] == "none":
-    return "no ACT"
+    return f"no ACT{clipped}"
   if config["mode"] == "repeat":
-    return f"Repeat-RNN x{config['repeats']}"
+    return f"Repeat-RNN x{config['repeats']}{clipped}"
   if config.get("halting") == "pondernet":
-    return f"PonderNet (lambda_p = {config['lambda_p']:g}, beta = {config['beta']:g})"
-  return f"ACT (tau = {config['tau']:g})"
+    return f"PonderNet (lambda_p = {config['lambda_p']:g}, beta = {config['beta']:g}{clipped})"
+  return f"ACT (tau = {config['tau']:g}{clipped})"
 
 
 def plot_runs(workdirs: list[str], path: str, title: str = "") -> str:

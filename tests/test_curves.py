@@ -28,6 +28,9 @@ def _record(path, config, evaluations):
     ({"mode": "act", "tau": 0.01}, "ACT (tau = 0.01)"),  # saved before PonderNet existed
     ({"mode": "repeat", "repeats": 3}, "Repeat-RNN x3"),
     ({"mode": "none", "tau": 0.01}, "no ACT"),
+    ({"mode": "act", "halting": "act", "tau": 0.002, "grad_clip_norm": 1.0},
+     "ACT (tau = 0.002, clipped to 1)"),
+    ({"mode": "act", "halting": "act", "tau": 0.002, "grad_clip_norm": 0.0}, "ACT (tau = 0.002)"),
 ])
 def test_runs_are_labelled_by_their_halting_rule(config, label):
   assert plots.run_label(config) == label

@@ -102,7 +102,7 @@ EXTRAPOLATION = {"num_bits": 96, "train_nonzero": [1, 48], "eval_nonzero": [49, 
 
 def _parity_run(name, options, halting, error, n, **final):
   config = {"mode": "act", "halting": halting, "task_options": options, "lambda_p": 0.2,
-            "max_steps": 20}
+            "tau": 0.01, "max_steps": 20}
   return _run(name, config, step=100_000, sequence_error=error, mean_steps=n, **final)
 
 
@@ -155,35 +155,43 @@ def test_pondernet_parity_is_held_against_act_trained_as_long():
   assert verdict == ("not comparable: the claim holds in 0 of 0 settings run with ACT; ACT trained "
                      "for fewer updates than PonderNet in: 64 bits; not run against ACT: 96 bits, "
                      "1-48 -> 49-96 non-zero")
-  assert "(lambda_p = 0.2, M = 20, 2.0M steps, record ends); ACT 10.0 %, N 6.0 (1 run, 100k" in ours
+  assert "(lambda_p = 0.2, M = 20, 2.0M steps, record ends); ACT 10.0 %, N 6.0 (tau = 0.01, 100k" in ours
   act_as_long = act._replace(final={**act.final, "step": 2_000_000})
   assert report.pondernet_parity([longer, act_as_long], PONDERNET)[1].startswith(
       "partly: the claim holds in 1 of 1")
   # Against the shorter ACT record, the PonderNet record of the same budget is the test.
   assert report.pondernet_parity([pondernet, act], PONDERNET)[1].startswith("partly")
   ours = report.pondernet_parity([pondernet, act, act_as_long], PONDERNET)[0]
-  assert "ACT 10.0 %, N 6.0 (2 runs, 100k-2.0M steps)" in ours
+  assert "ACT 10.0 %, N 6.0 (tau = 0.01, 2 runs, 100k-2.0M steps)" in ours
 
 
 def test_pondernet_parity_without_the_papers_settings_is_not_comparable():
   runs = [_parity_run("pn8", {"num_bits": 8}, "pondernet", 0.0, 12.7),
           _parity_run("act8", {"num_bits": 8}, "act", 0.001, 2.5)]
   ours, verdict = report.pondernet_parity(runs, PONDERNET)
-  assert ours.endswith("; ACT 0.1 %, N 2.5 (1 run, 100k steps)")
+  assert ours.endswith("; ACT 0.1 %, N 2.5 (tau = 0.01, 100k steps)")
   assert verdict == ("not comparable: no record in the paper's settings (64 bits; 96 bits, 1-48 "
                      "-> 49-96 non-zero), only 8 bits")
   assert report.parity_setting({"task_options": EXTRAPOLATION}) == PONDERNET["extrapolation"]
 
 
-def test_pondernet_records_of_a_setting_are_summed_up_per_prior():
+def test_records_of_a_setting_are_summed_up_per_prior_and_per_tau():
   def pondernet(name, error, expected, lambda_p, finished=True):
     run = _parity_run(name, {"num_bits": 16}, "pondernet", error, 20.0, expected_steps=expected,
                       sequence_error_most_likely=error)
     return run._replace(config={**run.config, "lambda_p": lambda_p}, finished=finished)
+  clipped = pondernet("d", 0.01, 6.0, 0.2)
   runs = [pondernet("a", 0.005, 7.2, 0.2), pondernet("b", 0.001, 6.9, 0.2),
-          pondernet("c", 0.45, 18.0, 0.1, finished=False)]
+          pondernet("c", 0.45, 18.0, 0.1, finished=False),
+          clipped._replace(config={**clipped.config, "grad_clip_norm": 1.0})]
+  act = _parity_run("act", {"num_bits": 16}, "act", 0.01, 3.0)
+  runs += [act, act._replace(config={**act.config, "tau": 0.002}),
+           act._replace(final={**act.final, "sequence_error": 0.4, "mean_steps": 2.0})]
   ours = report.pondernet_parity(runs, PONDERNET)[0]
   assert ours == ("16 bits: PonderNet 45.0 % (at a sampled halting step), expected steps 18.0 "
                   "(lambda_p = 0.1, M = 20, 100k steps, record ends); PonderNet 0.1 %-0.5 % (at a "
                   "sampled halting step), expected steps 6.9-7.2 (lambda_p = 0.2, M = 20, 2 runs, "
+                  "100k steps); PonderNet 1.0 % (at a sampled halting step), expected steps 6.0 "
+                  "(lambda_p = 0.2, M = 20, gradient clipped to norm 1, 100k steps); ACT 1.0 %, N "
+                  "3.0 (tau = 0.002, 100k steps); ACT 1.0 %-40.0 %, N 2.0-3.0 (tau = 0.01, 2 runs, "
                   "100k steps)")

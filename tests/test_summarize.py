@@ -230,6 +230,10 @@ def test_steps_to_solve_per_model_over_seeds(tmp_path):
   assert text[3].split() == ["ACT", "tau=0.01", "2/3", "20k", "(10k-30k)", "1.90", "1.00"]
   assert text[1].split() == ["no", "ACT", "0/1", "-", "(none", "in", "400k)", "1.00", "1.00"]
   assert text[7].split() == ["PonderNet", "lambda_p=0.5", "2/2", "60k", "(50k-70k)", "3.00", "4.00"]
+  # The same model with its gradient clipped is a model of its own, after the unclipped one.
+  assert steps_to_solve.model_of(_results(0.01), {"grad_clip_norm": 1.0}) == (
+      "ACT tau=0.01 clip=1", (1, -0.01, 1.0))
+  assert steps_to_solve.model_of(_results(0.01), {})[1] < (1, -0.01, 1.0)
   csv_rows = _read_csv(tmp_path / "out" / "steps_to_solve.csv")
   assert list(csv_rows[0]) == list(steps_to_solve.COLUMNS) and len(csv_rows) == 10
   assert _is_png(tmp_path / "out" / "learning_curves.png")

@@ -9,7 +9,7 @@ examples (PonderNet's at a halting step sampled from p); a trial is solved, and 
 first evaluation where its last three average at most 2 % (``tasks/solved.py``). Then seed 0
 of every model again with the gradient clipped to a global norm of 1 (``grad_clip_norm``; neither
 paper clips): unclipped, a tanh RNN unrolled to 20 steps can blow up after it has learned the task,
-its gradient norm jumping from 1-14 to 40-256 and its halting distribution saturating at step 20
+its gradient norm jumping from 1-9 to 29-256 and its halting mass moving to step 20
 (docs/results.md section 9). Two runners, one per core, share the sweep (the manifest is locked)::
 
   for core in 0 1; do (for i in $(seq $core 2 23); do taskset -c $core python -m launch.sweep \\
