@@ -46,8 +46,8 @@ def model_of(results: Mapping[str, Any], config: Mapping[str, Any]) -> tuple[str
 
 def repetitions(results: Mapping[str, Any], network: Mapping[str, Any]) -> float:
   """Fojo et al.'s ponder metric: N - 1 + R (= rho - 1) for ACT; for PonderNet its
-  expected steps beyond the first (sum_n n p_n - 1, Eq. 7's mean-field analogue); the
-  updates per input (mean N: 1 without ACT, the repeat count for Repeat-RNN) otherwise."""
+  expected steps beyond the first (sum_n n p_n - 1, as rho - 1 is ACT's); the updates per
+  input (mean N: 1 without ACT, the repeat count for Repeat-RNN) otherwise."""
   if results.get("halting") == "pondernet":
     return network["expected_steps"] - 1
   return network["mean_ponder"] - 1 if results["mode"] == "act" else network["mean_steps"]

@@ -15,7 +15,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from launch import trials
-from launch.sweeps import grids, pondernet_parity16, pondernet_parity64
+from launch.sweeps import grids, pondernet_parity16, pondernet_parity32, pondernet_parity64
 from sweep_runs import REPO, read_manifest, run_sweep
 
 TINY_IDS = ["seed=0-tau=0.01", "seed=0-tau=0.001", "seed=1-tau=0.01"]
@@ -156,6 +156,18 @@ def test_pondernet_16_bit_sweep_is_the_64_bit_grid_over_three_seeds_stopping_whe
     assert (config.task_options.num_bits, config.learning_rate, config.max_steps,
             config.num_steps, config.solved_at, config.solved_evals) == (
                 16, 3e-4, 20, 150_000, 0.02, 3)
+
+
+def test_pondernet_32_bit_sweep_is_seed_0_of_the_grid_then_one_clipped_model_per_rule():
+  loaded = trials.load_sweep("launch/sweeps/pondernet_parity32.py")
+  models = [{**model, "seed": 0} for model in pondernet_parity64.get_sweep()]
+  assert pondernet_parity32.get_sweep() == models + [
+      {**models[1], "grad_clip_norm": 1.0}, {**models[4], "grad_clip_norm": 1.0}]
+  assert (models[1]["lambda_p"], models[4]["tau"]) == (0.2, 2e-3)
+  for trial in loaded.trials:
+    config = _parse_config_flags(loaded.config, trials.override_args(trial.overrides))
+    assert (config.task_options.num_bits, config.num_steps, config.solved_at) == (
+        32, 300_000, 0.02)
 
 
 def test_text_sweep_is_the_papers_learning_rate_at_equal_steps():
