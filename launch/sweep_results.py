@@ -19,10 +19,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-NETWORK_COLUMNS = ("trial", "task", "mode", "tau", "seed", "step", "sequence_error",
-                   "mean_steps", "mean_ponder")
-DIFFICULTY_COLUMNS = ("trial", "task", "mode", "tau", "seed", "difficulty", "count",
-                      "sequence_error", "mean_steps", "mean_ponder")
+NETWORK_COLUMNS = ("trial", "task", "mode", "grad_clip_norm", "tau", "seed", "step",
+                   "sequence_error", "mean_steps", "mean_ponder")
+DIFFICULTY_COLUMNS = ("trial", "task", "mode", "grad_clip_norm", "tau", "seed", "difficulty",
+                      "count", "sequence_error", "mean_steps", "mean_ponder")
 METRIC_LABELS = {"sequence_error": "sequence error", "mean_steps": "ponder (mean N)",
                  "mean_ponder": "ponder cost (mean rho = N + R)"}
 DEFAULT_DIFFICULTY_CURVES = 4
@@ -63,7 +63,7 @@ def network_rows(trial: str, results: Mapping[str, Any], config: Mapping[str, An
       rows come from the difficulty figure's examples (``figure``) if the run
       has them, else from the held-out stream.
     config: the trial's config.json (the seed of a results.json without
-      ``networks``); may be empty.
+      ``networks``, and ``grad_clip_norm``: 0 where absent); may be empty.
   """
   networks = results.get("networks") or [
       {"seed": config.get("seed"), **{k: results[k] for k in (
@@ -72,6 +72,7 @@ def network_rows(trial: str, results: Mapping[str, Any], config: Mapping[str, An
   rows, difficulty_rows = [], []
   for network in networks:
     key = {"trial": trial, "task": results["task"], "mode": mode_of(results),
+           "grad_clip_norm": config.get("grad_clip_norm", 0.0),
            "tau": network.get("tau"), "seed": network["seed"]}  # None: no ACT, no tau
     rows.append({**key, "step": results["step"], "sequence_error": network["sequence_error"],
                  "mean_steps": network["mean_steps"], "mean_ponder": network["mean_ponder"]})
@@ -118,14 +119,35 @@ def _is_act(row: Mapping[str, Any]) -> bool:
   return row["mode"] == "act"
 
 
-def by_tau(rows: Iterable[Mapping[str, Any]], metric: str) -> dict[float, Stats]:
-  """``metric`` over the ACT networks of each tau."""
-  return group_stats([r for r in rows if _is_act(r)], lambda r: r["tau"], metric)
+def _clip(row: Mapping[str, Any]) -> float:
+  return row.get("grad_clip_norm", 0.0)
+
+
+def _clip_suffix(grad_clip_norm: float) -> str:
+  return f" clip={grad_clip_norm:g}" if grad_clip_norm else ""
+
+
+def _reference_mode(row: Mapping[str, Any]) -> str:
+  return row["mode"] + _clip_suffix(_clip(row))
+
+
+def act_clip_norms(rows: Iterable[Mapping[str, Any]]) -> list[float]:
+  """The gradient clipping norms of the ACT networks (0: unclipped), sorted: each is a series
+  of its own in the tables and plots, never pooled with another."""
+  return sorted({_clip(r) for r in rows if _is_act(r)})
+
+
+def by_tau(rows: Iterable[Mapping[str, Any]], metric: str, grad_clip_norm: float = 0.0
+           ) -> dict[float, Stats]:
+  """``metric`` over the ACT networks of each tau trained with ``grad_clip_norm``."""
+  return group_stats([r for r in rows if _is_act(r) and _clip(r) == grad_clip_norm],
+                     lambda r: r["tau"], metric)
 
 
 def references(rows: Iterable[Mapping[str, Any]], metric: str) -> dict[str, Stats]:
-  """``metric`` over the networks of each mode other than ACT (tau plays no part)."""
-  return group_stats([r for r in rows if not _is_act(r)], lambda r: r["mode"], metric)
+  """``metric`` over the networks of each mode other than ACT (tau plays no part), clipped
+  networks a mode of their own (``none clip=1``)."""
+  return group_stats([r for r in rows if not _is_act(r)], _reference_mode, metric)
 
 
 def spread_taus(taus: Sequence[float], count: int = DEFAULT_DIFFICULTY_CURVES) -> list[float]:
@@ -156,17 +178,24 @@ def _with_error(stats: Stats, digits: int) -> str:
 
 
 def summary_table(rows: Sequence[Mapping[str, Any]]) -> str:
-  """Per tau (then per mode without ACT): n, error, N and rho as mean +- standard error."""
-  columns = {metric: {**by_tau(rows, metric), **references(rows, metric)}
-             for metric in ("sequence_error", "mean_steps", "mean_ponder")}
-  labels = {key: f"{key:g}" if isinstance(key, float) else f"mode={key}"
-            for key in columns["sequence_error"]}
-  width = max([10, *map(len, labels.values())])
+  """Per tau (unclipped, then per clipping norm), then per mode without ACT: n, error, N and
+  rho as mean +- standard error."""
+  metrics = ("sequence_error", "mean_steps", "mean_ponder")
+  groups = []  # (label, {metric: Stats})
+  for clip in act_clip_norms(rows):
+    per_tau = {metric: by_tau(rows, metric, clip) for metric in metrics}
+    groups += [(f"{tau:g}{_clip_suffix(clip)}", {m: per_tau[m][tau] for m in metrics})
+               for tau in per_tau["sequence_error"]]
+  per_mode = {metric: references(rows, metric) for metric in metrics}
+  groups += [(f"mode={mode}", {m: per_mode[m][mode] for m in metrics})
+             for mode in per_mode["sequence_error"]]
+  width = max([10, *(len(label) for label, _ in groups)])
   lines = [f"{'tau':>{width}s} {'n':>4s} {'sequence error':>18s} {'N':>14s} {'rho':>14s}"]
-  for key, error in columns["sequence_error"].items():
-    lines.append(f"{labels[key]:>{width}s} {error.n:>4d} {_with_error(error, 4):>18s} "
-                 f"{_with_error(columns['mean_steps'][key], 2):>14s} "
-                 f"{_with_error(columns['mean_ponder'][key], 2):>14s}")
+  for label, stats in groups:
+    lines.append(f"{label:>{width}s} {stats['sequence_error'].n:>4d} "
+                 f"{_with_error(stats['sequence_error'], 4):>18s} "
+                 f"{_with_error(stats['mean_steps'], 2):>14s} "
+                 f"{_with_error(stats['mean_ponder'], 2):>14s}")
   return "\n".join(lines)
 
 
@@ -182,18 +211,21 @@ def _title(rows: Sequence[Mapping[str, Any]]) -> str:
 
 
 def plot_against_tau(rows: Sequence[Mapping[str, Any]], metric: str, path: str) -> None:
-  """``metric`` against tau (log axis), mean +- standard error; other modes as lines."""
+  """``metric`` against tau (log axis), mean +- standard error, a curve per ACT clipping norm;
+  other modes as lines."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
   fig, ax = plt.subplots(figsize=(6, 4))
-  points = by_tau(rows, metric)
-  if points:
+  for clip, style in zip(act_clip_norms(rows), ("o-", "s-", "^-", "v-")):
+    points = by_tau(rows, metric, clip)
     fewest, most = min(s.n for s in points.values()), max(s.n for s in points.values())
+    clipped = f", clipped to {clip:g}" if clip else ""
     ax.errorbar(list(points), [s.mean for s in points.values()],
-                yerr=[s.standard_error for s in points.values()], fmt="o-", capsize=3,
-                label=f"ACT (n = {fewest if fewest == most else f'{fewest}-{most}'} per tau)")
+                yerr=[s.standard_error for s in points.values()], fmt=style, capsize=3,
+                label=f"ACT{clipped} (n = {fewest if fewest == most else f'{fewest}-{most}'} "
+                      "per tau)")
   for (mode, stats), style in zip(references(rows, metric).items(), ("--", ":", "-.")):
     ax.axhline(stats.mean, linestyle=style, color="gray", label=f"mode={mode} (n = {stats.n})")
   ax.set(xscale="log", xlabel="time penalty tau", ylabel=METRIC_LABELS[metric],
@@ -206,16 +238,22 @@ def plot_against_tau(rows: Sequence[Mapping[str, Any]], metric: str, path: str) 
 
 def plot_by_difficulty(difficulty_rows: Sequence[Mapping[str, Any]], taus: Sequence[float],
                        difficulty_name: str, ponder_metric: str, path: str) -> None:
-  """Error and ponder against difficulty, one curve per tau and per mode without ACT."""
+  """Error and ponder against difficulty, one curve per tau (and clipping norm) and per mode
+  without ACT."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   from matplotlib import ticker  # pylint: disable=g-import-not-at-top
 
-  curves = [(f"tau = {tau:g}", "o-", [r for r in difficulty_rows
-                                      if _is_act(r) and r["tau"] == tau]) for tau in taus]
-  for mode in sorted({r["mode"] for r in difficulty_rows if not _is_act(r)}):
-    curves.append((f"mode={mode}", "s--", [r for r in difficulty_rows if r["mode"] == mode]))
+  curves = []
+  for clip in act_clip_norms(difficulty_rows):
+    for tau in taus:
+      rows = [r for r in difficulty_rows if _is_act(r) and _clip(r) == clip and r["tau"] == tau]
+      if rows:
+        curves.append((f"tau = {tau:g}{_clip_suffix(clip)}", "o-", rows))
+  references = [r for r in difficulty_rows if not _is_act(r)]
+  for mode in sorted({_reference_mode(r) for r in references}):
+    curves.append((f"mode={mode}", "s--", [r for r in references if _reference_mode(r) == mode]))
   fig, axes = plt.subplots(1, 2, figsize=(11, 4))
   for ax, metric in zip(axes, ("sequence_error", ponder_metric)):
     for label, style, rows in curves:
@@ -236,8 +274,8 @@ def summarize(sweep_dir: str, out_dir: str, difficulty_taus: Sequence[float],
               ponder_metric: str) -> str:
   """Writes the CSVs and plots of ``sweep_dir`` to ``out_dir``; returns the table."""
   rows, difficulty_rows, difficulty_name = load_sweep_results(sweep_dir)
-  taus = by_tau(rows, "sequence_error")
-  chosen = match_taus(difficulty_taus, taus) if difficulty_taus else spread_taus(list(taus))
+  taus = sorted({r["tau"] for r in rows if _is_act(r)})
+  chosen = match_taus(difficulty_taus, taus) if difficulty_taus else spread_taus(taus)
   os.makedirs(out_dir, exist_ok=True)
   write_csv(os.path.join(out_dir, "networks.csv"), rows, NETWORK_COLUMNS)
   write_csv(os.path.join(out_dir, "by_difficulty.csv"), difficulty_rows, DIFFICULTY_COLUMNS)

@@ -16,9 +16,10 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PLOTS = ("error_vs_tau.png", "ponder_vs_tau.png", "by_difficulty.png")
 
 
-def _row(tau, error, mode="act", steps=2.0, ponder=2.5):
-  return {"trial": f"t{tau}", "task": "parity", "mode": mode, "tau": tau, "seed": 0, "step": 10,
-          "sequence_error": error, "mean_steps": steps, "mean_ponder": ponder}
+def _row(tau, error, mode="act", steps=2.0, ponder=2.5, clip=0.0):
+  return {"trial": f"t{tau}", "task": "parity", "mode": mode, "grad_clip_norm": clip, "tau": tau,
+          "seed": 0, "step": 10, "sequence_error": error, "mean_steps": steps,
+          "mean_ponder": ponder}
 
 
 def _network(seed, tau, error, steps, by_difficulty):
@@ -54,8 +55,9 @@ def test_mean_and_standard_error_on_hand_made_numbers():
 def test_network_rows_read_both_results_formats():
   rows, difficulty_rows = sweep_results.network_rows("tau=0.01", _results(0.01, error=0.25),
                                                  {"seed": 7})
-  assert rows == [{"trial": "tau=0.01", "task": "parity", "mode": "act", "tau": 0.01, "seed": 7,
-                   "step": 100, "sequence_error": 0.25, "mean_steps": 1.0, "mean_ponder": 1.0}]
+  assert rows == [{"trial": "tau=0.01", "task": "parity", "mode": "act", "grad_clip_norm": 0.0,
+                   "tau": 0.01, "seed": 7, "step": 100, "sequence_error": 0.25, "mean_steps": 1.0,
+                   "mean_ponder": 1.0}]
   assert [(r["difficulty"], r["count"], r["seed"]) for r in difficulty_rows] == [
       (1, 5, 7), (2, 5, 7)]
   networks = [_network(3, 0.001, 0.1, 4.0, {"10": _difficulty(2, 0.5, 6.0),
@@ -92,6 +94,24 @@ def test_grouping_by_tau_and_mode_on_hand_made_rows():
                               "2.50", "+-", "0.00"]
   assert table[2].split() == ["0.01", "1", "0.5000", "2.00", "2.50"]
   assert table[3].split()[:5] == ["mode=none", "2", "0.5000", "+-", "0.1000"]
+
+
+def test_clipped_networks_are_never_pooled_with_unclipped_ones():
+  rows, _ = sweep_results.network_rows("clipped", _results(0.002, error=0.0),
+                                       {"seed": 0, "grad_clip_norm": 1.0})
+  assert rows[0]["grad_clip_norm"] == 1.0
+  rows += [_row(0.002, 0.4), _row(0.002, 0.2), _row(None, 0.5, mode="none"),
+           _row(None, 0.3, mode="none", clip=1.0)]
+  assert sweep_results.act_clip_norms(rows) == [0.0, 1.0]
+  assert sweep_results.by_tau(rows, "sequence_error")[0.002].mean == pytest.approx(0.3)
+  clipped = sweep_results.by_tau(rows, "sequence_error", 1.0)[0.002]
+  assert (clipped.n, clipped.mean) == (1, 0.0)
+  assert {mode: stats.mean for mode, stats in sweep_results.references(
+      rows, "sequence_error").items()} == {"none": 0.5, "none clip=1": 0.3}
+  table = sweep_results.summary_table(rows).splitlines()
+  assert [line.split()[:3] for line in table[1:]] == [
+      ["0.002", "2", "0.3000"], ["0.002", "clip=1", "1"], ["mode=none", "1", "0.5000"],
+      ["mode=none", "clip=1", "1"]]
 
 
 def test_choosing_the_taus_of_the_difficulty_plot():
