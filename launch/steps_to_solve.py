@@ -33,7 +33,7 @@ def model_of(results: Mapping[str, Any], config: Mapping[str, Any]) -> tuple[str
   ACT, then ACT by falling tau, then Repeat-RNN by rising repeats, then PonderNet by rising
   prior; unclipped before clipped."""
   clip = config.get("grad_clip_norm", 0.0)
-  if results.get("halting") == "pondernet":
+  if sweep_results.is_pondernet(results):
     name, order = f"PonderNet lambda_p={results['lambda_p']:g}", (3, results["lambda_p"])
   elif results["mode"] == "act":
     name, order = f"ACT tau={results['tau']:g}", (1, -results["tau"])
@@ -48,7 +48,7 @@ def repetitions(results: Mapping[str, Any], network: Mapping[str, Any]) -> float
   """Fojo et al.'s ponder metric: N - 1 + R (= rho - 1) for ACT; for PonderNet its
   expected steps beyond the first (sum_n n p_n - 1, as rho - 1 is ACT's); the updates per
   input (mean N: 1 without ACT, the repeat count for Repeat-RNN) otherwise."""
-  if results.get("halting") == "pondernet":
+  if sweep_results.is_pondernet(results):
     return network["expected_steps"] - 1
   return network["mean_ponder"] - 1 if results["mode"] == "act" else network["mean_steps"]
 
@@ -56,7 +56,7 @@ def repetitions(results: Mapping[str, Any], network: Mapping[str, Any]) -> float
 def steps_per_input(results: Mapping[str, Any], network: Mapping[str, Any]) -> float:
   """The steps a network takes per input when evaluated: N, or for PonderNet the mean of the
   halting steps sampled from p (its evaluation, ``tasks/evaluation.py``)."""
-  if results.get("halting") == "pondernet":
+  if sweep_results.is_pondernet(results):
     return network["mean_sampled_steps"]
   return network["mean_steps"]
 

@@ -44,10 +44,15 @@ def mean_and_standard_error(values: Sequence[float]) -> Stats:
   return Stats(int(values.size), float(values.mean()), float(error))
 
 
+def is_pondernet(results: Mapping[str, Any]) -> bool:
+  """Whether a results.json is of PonderNet halting (one before the ``halting`` field is ACT's)."""
+  return results.get("halting") == "pondernet"
+
+
 def mode_of(results: Mapping[str, Any]) -> str:
   """The ``mode`` a network row carries: the config's, except PonderNet's halting (no tau),
   which is a mode of its own per prior (``pondernet lambda_p=0.2``)."""
-  if results.get("halting") == "pondernet":
+  if is_pondernet(results):
     return f"pondernet lambda_p={results['lambda_p']:g}"
   return results["mode"]
 
