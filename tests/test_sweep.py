@@ -150,7 +150,7 @@ def test_pondernet_16_bit_sweep_is_the_64_bit_grid_over_three_seeds_stopping_whe
   models = pondernet_parity64.get_sweep()
   assert pondernet_parity16.get_sweep() == [  # seed by seed, the 64-bit grid's models
       {**model, "seed": seed} for seed in (0, 1, 2) for model in models] + [
-          {**model, "seed": 0, "grad_clip_norm": 1.0} for model in models]
+          {**model, "seed": seed, "grad_clip_norm": 1.0} for seed in (0, 1, 2) for model in models]
   for trial in loaded.trials:
     config = _parse_config_flags(loaded.config, trials.override_args(trial.overrides))
     assert (config.task_options.num_bits, config.learning_rate, config.max_steps,
