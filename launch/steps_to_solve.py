@@ -41,7 +41,7 @@ def model_of(results: Mapping[str, Any], config: Mapping[str, Any]) -> tuple[str
     name, order = f"Repeat-RNN x{config['repeats']}", (2, config["repeats"])
   else:
     name, order = "no ACT", (0, 0)
-  return (f"{name} clip={clip:g}" if clip else name), (*order, clip)
+  return name + sweep_results.clip_suffix(clip), (*order, clip)
 
 
 def repetitions(results: Mapping[str, Any], network: Mapping[str, Any]) -> float:

@@ -128,12 +128,13 @@ def _clip(row: Mapping[str, Any]) -> float:
   return row.get("grad_clip_norm", 0.0)
 
 
-def _clip_suffix(grad_clip_norm: float) -> str:
+def clip_suffix(grad_clip_norm: float) -> str:
+  """`` clip=1`` where the gradient was clipped to that global norm, else nothing."""
   return f" clip={grad_clip_norm:g}" if grad_clip_norm else ""
 
 
 def _reference_mode(row: Mapping[str, Any]) -> str:
-  return row["mode"] + _clip_suffix(_clip(row))
+  return row["mode"] + clip_suffix(_clip(row))
 
 
 def act_clip_norms(rows: Iterable[Mapping[str, Any]]) -> list[float]:
@@ -189,7 +190,7 @@ def summary_table(rows: Sequence[Mapping[str, Any]]) -> str:
   groups = []  # (label, {metric: Stats})
   for clip in act_clip_norms(rows):
     per_tau = {metric: by_tau(rows, metric, clip) for metric in metrics}
-    groups += [(f"{tau:g}{_clip_suffix(clip)}", {m: per_tau[m][tau] for m in metrics})
+    groups += [(f"{tau:g}{clip_suffix(clip)}", {m: per_tau[m][tau] for m in metrics})
                for tau in per_tau["sequence_error"]]
   per_mode = {metric: references(rows, metric) for metric in metrics}
   groups += [(f"mode={mode}", {m: per_mode[m][mode] for m in metrics})
@@ -255,7 +256,7 @@ def plot_by_difficulty(difficulty_rows: Sequence[Mapping[str, Any]], taus: Seque
     for tau in taus:
       rows = [r for r in difficulty_rows if _is_act(r) and _clip(r) == clip and r["tau"] == tau]
       if rows:
-        curves.append((f"tau = {tau:g}{_clip_suffix(clip)}", "o-", rows))
+        curves.append((f"tau = {tau:g}{clip_suffix(clip)}", "o-", rows))
   references = [r for r in difficulty_rows if not _is_act(r)]
   for mode in sorted({_reference_mode(r) for r in references}):
     curves.append((f"mode={mode}", "s--", [r for r in references if _reference_mode(r) == mode]))
