@@ -8,10 +8,13 @@ r"""The held-out curves of several runs side by side (``tasks.plots.plot_runs``)
 Each argument is a run's directory (a workdir or its record under ``docs/runs/``:
 ``config.json`` and ``metrics.jsonl``). Left: held-out error (or bits per
 character) at each evaluation, PonderNet's at its sampled halting step, and the
-training batches'; right: N and PonderNet's expected steps.
+training batches'; middle: N and PonderNet's expected steps; right, where logged:
+the gradient's norm before clipping. After the figure's path it prints, for each
+run whose gradient was clipped, how often the clip acted (:func:`clipping_summary`).
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from absl import app, flags
 
@@ -22,11 +25,36 @@ _TITLE = flags.DEFINE_string("title", "", "The figure's title.")
 flags.mark_flag_as_required("out")
 
 
+def clipping_summary(config: Mapping[str, Any], logged: Sequence[Mapping[str, Any]]) -> str | None:
+  """How often a clipped run's gradient norm was above its clip: over the training rows of
+  ``metrics.jsonl`` (each the mean norm over the updates since the row before), how many are
+  above ``grad_clip_norm``, and how many of those from the first such row on; the largest.
+  None for a run not clipped or that logged no ``grad_norm``."""
+  clip = config.get("grad_clip_norm", 0.0)
+  norms = [(r["step"], r["grad_norm"]) for r in logged
+           if r["split"] == "train" and "grad_norm" in r]
+  if not clip or not norms:
+    return None
+  label = plots.run_label(config)
+  above = [step for step, norm in norms if norm > clip]
+  if not above:
+    return (f"{label}: gradient norm at most the clip {clip:g} in all {len(norms)} training rows "
+            f"(largest {max(n for _, n in norms):.3g})")
+  since = sum(step >= above[0] for step, _ in norms)
+  return (f"{label}: gradient norm above the clip {clip:g} in {len(above)} of {len(norms)} "
+          f"training rows; from the first, at update {above[0]:,}: {len(above)} of {since}; "
+          f"largest {max(n for _, n in norms):.3g}")
+
+
 def main(argv: Sequence[str]) -> None:
   if len(argv) < 2:
     raise app.UsageError("give one or more run directories")
   try:
     print(plots.plot_runs(list(argv[1:]), _OUT.value, _TITLE.value))
+    for workdir in argv[1:]:
+      summary = clipping_summary(*plots.load_record(workdir))
+      if summary:
+        print(summary)
   except ValueError as e:  # a directory that is not a run, or one never evaluated
     raise app.UsageError(str(e)) from e
 

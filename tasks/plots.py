@@ -105,29 +105,45 @@ def run_label(config: dict) -> str:
   return f"ACT (tau = {config['tau']:g}{clipped})"
 
 
+def load_record(workdir: str) -> tuple[dict, list[dict]]:
+  """A run's ``config.json`` and the rows of its ``metrics.jsonl``.
+
+  Raises:
+    ValueError: ``workdir`` lacks either file, or its metrics have no held-out evaluation.
+  """
+  if not all(os.path.isfile(os.path.join(workdir, name))
+             for name in ("config.json", "metrics.jsonl")):
+    raise ValueError(f"{workdir!r} is not a run: it needs config.json and metrics.jsonl")
+  with open(os.path.join(workdir, "config.json")) as f:
+    config = json.load(f)
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    logged = [json.loads(line) for line in f]
+  if not any(r["split"] == "eval" for r in logged):
+    raise ValueError(f"{workdir!r} has no held-out evaluation in metrics.jsonl")
+  return config, logged
+
+
 def plot_runs(workdirs: list[str], path: str, title: str = "") -> str:
   """Writes ``path``: the held-out curves of several runs of one task, side by side.
 
   Left, the task metric of each held-out evaluation in ``metrics.jsonl``: a
   PonderNet run's at its sampled halting step where it was scored so
   (``tasks/evaluation.py``), else of the mean field; and, thin, that of the
-  training batches (the mean field's, on the training distribution). Right, the steps per input
+  training batches (the mean field's, on the training distribution). Middle, the steps per input
   step: ``N`` (solid; PonderNet's training unroll) and, for PonderNet,
-  ``sum_n n p_n`` (dashed). Each run is labelled by :func:`run_label`.
+  ``sum_n n p_n`` (dashed). Right, where any run logged it, the gradient's global norm before
+  clipping (each training row's mean over its updates), log scale, with each clip norm of the
+  runs dotted. Each run is labelled by :func:`run_label`.
+
+  Raises:
+    ValueError: a directory is not a run (:func:`load_record`).
   """
-  fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
+  records = [load_record(workdir) for workdir in workdirs]
+  norms = any("grad_norm" in r for _, logged in records for r in logged)
+  fig, axes = plt.subplots(1, 3 if norms else 2, figsize=(19 if norms else 13, 4.5))
   metric = "sequence_error"
-  for i, workdir in enumerate(workdirs):
-    if not all(os.path.isfile(os.path.join(workdir, name))
-               for name in ("config.json", "metrics.jsonl")):
-      raise ValueError(f"{workdir!r} is not a run: it needs config.json and metrics.jsonl")
-    with open(os.path.join(workdir, "config.json")) as f:
-      config = json.load(f)
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
-      logged = [json.loads(line) for line in f]
+  for i, (config, logged) in enumerate(records):
     rows = [r for r in logged if r["split"] == "eval"]
-    if not rows:
-      raise ValueError(f"{workdir!r} has no held-out evaluation in metrics.jsonl")
     metric = next(m for m in _LABELS if m in rows[0])
     steps = [r["step"] for r in rows]
     label, color = run_label(config), f"C{i}"
@@ -140,9 +156,16 @@ def plot_runs(workdirs: list[str], path: str, title: str = "") -> str:
     expected = [(r["step"], r["expected_steps"]) for r in rows if "expected_steps" in r]
     if expected:
       axes[1].plot(*zip(*expected), "s--", ms=3, color=color, label=f"{label}: sum_n n p_n")
+    grad_norms = [(r["step"], r["grad_norm"]) for r in logged if "grad_norm" in r]
+    if grad_norms:
+      axes[2].plot(*zip(*grad_norms), "-", lw=0.8, color=color, label=label)
   axes[0].set(xlabel="update", ylabel=f"{_LABELS[metric]}: held-out (dots), training (thin)",
               ylim=(0, None))
   axes[1].set(xlabel="update", ylabel="steps per input step", ylim=(0, None))
+  if norms:
+    for clip in sorted({c["grad_clip_norm"] for c, _ in records if c.get("grad_clip_norm")}):
+      axes[2].axhline(clip, ls=":", color="gray", label=f"clip norm {clip:g}")
+    axes[2].set(xlabel="update", ylabel="gradient norm before clipping (row mean)", yscale="log")
   for ax in axes:
     ax.legend(fontsize=8)
   if title:
