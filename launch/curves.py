@@ -28,7 +28,7 @@ flags.mark_flag_as_required("out")
 def clipping_summary(config: Mapping[str, Any], logged: Sequence[Mapping[str, Any]]) -> str | None:
   """How often a clipped run's gradient norm was above its clip: over the training rows of
   ``metrics.jsonl`` (each the mean norm over the updates since the row before), how many are
-  above ``grad_clip_norm``, and how many of those from the first such row on; the largest.
+  above ``grad_clip_norm``; how many rows there are from the first such row on; the largest.
   None for a run not clipped or that logged no ``grad_norm``."""
   clip = config.get("grad_clip_norm", 0.0)
   norms = [(r["step"], r["grad_norm"]) for r in logged
