@@ -50,9 +50,10 @@ def main(argv: Sequence[str]) -> None:
   if len(argv) < 2:
     raise app.UsageError("give one or more run directories")
   try:
-    print(plots.plot_runs(list(argv[1:]), _OUT.value, _TITLE.value))
-    for workdir in argv[1:]:
-      summary = clipping_summary(*plots.load_record(workdir))
+    records = [plots.load_record(workdir) for workdir in argv[1:]]
+    print(plots.plot_runs(records, _OUT.value, _TITLE.value))
+    for record in records:
+      summary = clipping_summary(*record)
       if summary:
         print(summary)
   except ValueError as e:  # a directory that is not a run, or one never evaluated

@@ -138,10 +138,9 @@ def parity_first_k(runs: Sequence[Run], paper: Mapping[str, Any]) -> tuple[str, 
                 f"{ratio:.1f}x their steps (their one run against our median)")
 
 
-def _clipped(config: Mapping[str, Any], before: str = "", after: str = "") -> str:
+def _clipped(clip: float, before: str = "", after: str = "") -> str:
   """``before + "gradient clipped to norm 1" + after`` for a run whose gradient was clipped
-  (``config.grad_clip_norm``), else empty."""
-  clip = config.get("grad_clip_norm", 0.0)
+  to global norm ``clip`` (a config's ``grad_clip_norm``), else empty for ``clip`` 0."""
   return f"{before}gradient clipped to norm {clip:g}{after}" if clip else ""
 
 
@@ -150,7 +149,8 @@ def parity_random(runs: Sequence[Run], paper: Mapping[str, Any]) -> tuple[str, s
   (<= 45 %); else not reproduced. A run whose gradient was clipped (the paper is silent on
   clipping) says so."""
   act = [r for r in runs if r.config["mode"] == "act"]
-  parts = [f"tau = {r.config['tau']:g}{_clipped(r.config, before=', ')}: "
+  parts = [f"tau = {r.config['tau']:g}"
+           f"{_clipped(r.config.get('grad_clip_norm', 0.0), before=', ')}: "
            f"{pct(r.final['sequence_error'])} at {steps(r.final['step'])} steps"
            + ("" if r.finished else " (record ends)")
            for r in sorted(act, key=lambda r: r.config["tau"])]
@@ -335,7 +335,7 @@ def _rule_runs(runs: Sequence[Run]) -> str:
       rule, steps_name, key, who, setting = "", "N", "mean_steps", "ACT", f"tau = {value:g}"
     taken = span([format(r.final[key], ".1f") for r in group])
     count = f"{len(group)} runs, " if len(group) > 1 else ""
-    clipped = _clipped({"grad_clip_norm": clip}, after=", ")
+    clipped = _clipped(clip, after=", ")
     ends = "" if all(r.finished for r in group) else ", record ends"
     parts.append(f"{who} {span([pct(r.final['sequence_error']) for r in group])}{rule}, "
                  f"{steps_name} {taken} ({setting}, {clipped}{count}{_step_span(group)} "

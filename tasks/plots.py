@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import matplotlib
 
@@ -123,8 +125,11 @@ def load_record(workdir: str) -> tuple[dict, list[dict]]:
   return config, logged
 
 
-def plot_runs(workdirs: list[str], path: str, title: str = "") -> str:
+def plot_runs(records: Sequence[tuple[Mapping[str, Any], Sequence[Mapping[str, Any]]]],
+              path: str, title: str = "") -> str:
   """Writes ``path``: the held-out curves of several runs of one task, side by side.
+
+  ``records`` are the runs' ``(config, metrics rows)``, as :func:`load_record` gives them.
 
   Left, the task metric of each held-out evaluation in ``metrics.jsonl``: a
   PonderNet run's at its sampled halting step where it was scored so
@@ -134,11 +139,7 @@ def plot_runs(workdirs: list[str], path: str, title: str = "") -> str:
   ``sum_n n p_n`` (dashed). Right, where any run logged it, the gradient's global norm before
   clipping (each training row's mean over its updates), log scale, with each clip norm of the
   runs dotted. Each run is labelled by :func:`run_label`.
-
-  Raises:
-    ValueError: a directory is not a run (:func:`load_record`).
   """
-  records = [load_record(workdir) for workdir in workdirs]
   norms = any("grad_norm" in r for _, logged in records for r in logged)
   fig, axes = plt.subplots(1, 3 if norms else 2, figsize=(19 if norms else 13, 4.5))
   metric = "sequence_error"

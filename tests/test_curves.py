@@ -57,7 +57,7 @@ def test_the_cli_draws_every_run(tmp_path):
 def test_a_run_without_an_evaluation_is_a_clear_error(tmp_path):
   empty = _record(tmp_path / "empty", {"mode": "act", "tau": 0.01}, [])
   with pytest.raises(ValueError, match="'.*empty' has no held-out evaluation"):
-    plots.plot_runs([empty], str(tmp_path / "x.png"))
+    plots.load_record(empty)
 
 
 def test_the_cli_names_a_directory_that_is_not_a_run(tmp_path):
@@ -97,6 +97,7 @@ def test_a_norm_panel_is_drawn_where_a_run_logged_the_gradient_norm(tmp_path, mo
   evaluations = [{"sequence_error": 0.5, "mean_steps": 2.0}]
   plain = _record(tmp_path / "plain", {"mode": "act", "tau": 1e-3}, evaluations)
   clipped = _record(tmp_path / "clipped", _CLIPPED, evaluations, [0.5, 2.0])
+  plain, clipped = plots.load_record(plain), plots.load_record(clipped)
   plots.plot_runs([plain], str(tmp_path / "a.png"))
   plots.plot_runs([plain, clipped], str(tmp_path / "b.png"))
   assert panels == [2, 3]
