@@ -9,6 +9,10 @@ one run, variants interleaved round by round:
 * ``parity_loop_over_grad``: parity ``first_k`` (tanh 128, batch 128, 64 bits,
   N ~ 2), the loop's ms per step / the bare jitted value-and-grad of the same
   loss on one batch; ``none_loop_over_grad``: the same for ``mode=none``.
+* ``parity_random_over_first_k``: the same loop with the non-zero bits at
+  random positions (the paper's parity and the default) / ``first_k``: the
+  price of drawing a random subset of positions per example, generated in
+  every training step.
 * ``parity_act_over_repeat``: ACT at N ~ 2 / Repeat-RNN with 3 repeats (the
   batch maximum of N is about 3), both loops.
 * ``parity_cap_act_over_repeat``: ACT with no example halting (halting bias
@@ -62,8 +66,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FROZEN = 1e-9  # learning rate: the weights do not move, so neither does N
 
 
-def _parity(num_steps: int, **overrides):
-  config = parity.get_config("first_k")
+def _parity(num_steps: int, variant: str = "first_k", **overrides):
+  config = parity.get_config(variant)
   config.update({"learning_rate": FROZEN, "num_steps": num_steps, "log_every": num_steps // 4,
                  "eval_every": 10 * num_steps, "checkpoint_every": 10 * num_steps,
                  "eval_batches": 1, "eval_batch_size": 128, "figure_examples": 0, "plot": False,
@@ -149,6 +153,7 @@ def main() -> None:
 
   loops = {
       "parity_act": _parity(2000),
+      "parity_random": _parity(2000, "default"),
       "parity_repeat3": _parity(2000, mode="repeat", repeats=3),
       "parity_none": _parity(4000, mode="none"),
       "parity_cap_act": _parity(40, halting_bias=-30.0),
@@ -193,6 +198,7 @@ def main() -> None:
   if not args.text_only:
     result.update({
         "parity_loop_over_grad": ratio("parity_act", "parity_act_grad"),
+        "parity_random_over_first_k": ratio("parity_random", "parity_act"),
         "parity_act_over_repeat": ratio("parity_act", "parity_repeat3"),
         "parity_cap_act_over_repeat": ratio("parity_cap_act", "parity_cap_repeat"),
         "parity_cap_full_record_over_repeat": ratio("parity_cap_full_record",

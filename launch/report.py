@@ -139,17 +139,18 @@ def parity_first_k(runs: Sequence[Run], paper: Mapping[str, Any]) -> tuple[str, 
 
 
 def _clipped(clip: float, before: str = "", after: str = "") -> str:
-  """``before + "gradient clipped to norm 1" + after`` for a run whose gradient was clipped
-  to global norm ``clip`` (a config's ``grad_clip_norm``), else empty for ``clip`` 0."""
+  """``before + f"gradient clipped to norm {clip:g}" + after`` for a run whose gradient was
+  clipped to global norm ``clip`` (a config's ``grad_clip_norm``), else empty for ``clip`` 0."""
   return f"{before}gradient clipped to norm {clip:g}{after}" if clip else ""
 
 
 def parity_random(runs: Sequence[Run], paper: Mapping[str, Any]) -> tuple[str, str]:
   """Reproduced at error <= the paper's 5 %; partly when the best run is clearly below chance
   (<= 45 %); else not reproduced. A run whose gradient was clipped (the paper is silent on
-  clipping) says so."""
+  clipping) says so, and one of a seed other than 0 names it."""
   act = [r for r in runs if r.config["mode"] == "act"]
-  parts = [f"tau = {r.config['tau']:g}"
+  seed = lambda r: f", seed {r.config['seed']}" if r.config.get("seed", 0) else ""
+  parts = [f"tau = {r.config['tau']:g}{seed(r)}"
            f"{_clipped(r.config.get('grad_clip_norm', 0.0), before=', ')}: "
            f"{pct(r.final['sequence_error'])} at {steps(r.final['step'])} steps"
            + ("" if r.finished else " (record ends)")
@@ -159,7 +160,7 @@ def parity_random(runs: Sequence[Run], paper: Mapping[str, Any]) -> tuple[str, s
   verdict = ("reproduced" if error <= paper["target_error"] else
              "partly" if error <= 0.45 else "not reproduced")
   share = budget_share(best.final["step"], paper["updates"])
-  return ("; ".join(parts) + " (1 seed each, Adam 1e-4)",
+  return ("; ".join(parts) + " (one network each, Adam 1e-4)",
           f"{verdict}: best {pct(error)} against the paper's < 5 %, on {share}")
 
 

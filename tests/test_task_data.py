@@ -83,6 +83,20 @@ def test_parity_positions(parity_random, parity_first_k):
   assert np.all(np.abs(frequency - 32.5 / 64) < 0.06), frequency
 
 
+def test_parity_random_positions_are_a_uniform_subset():
+  """With k = 2 of 4 bits, each of the 6 position pairs is drawn about equally often."""
+  difficulty = np.full(6000, 2, np.int32)
+  batch = _numpy(parity.figure_batch(batch_stream_key(3, 0, "figure"), difficulty, num_bits=4))
+  pairs, counts = np.unique(batch.inputs[:, 0] != 0, axis=0, return_counts=True)
+  assert (pairs.sum(axis=1) == 2).all() and len(pairs) == 6
+  assert np.all(np.abs(counts - 1000) < 120), counts  # about 4 standard deviations
+
+
+def test_parity_ranks_break_ties_by_position():
+  keys = np.array([[5, 3, 5, 1, 3], [0, 0, 0, 0, 0]], np.uint32)
+  np.testing.assert_array_equal(parity.ranks(keys), [[3, 1, 4, 0, 2], [0, 1, 2, 3, 4]])
+
+
 def test_parity_num_bits():
   batch = _numpy(parity.generate(batch_stream_key(1, 0, "train"), 512, num_bits=3))
   assert batch.inputs.shape == (512, 1, 3)
