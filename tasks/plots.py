@@ -95,16 +95,17 @@ def _plot_halting(ax, evaluations: list[dict]) -> None:
 def run_label(config: dict) -> str:
   """A run's halting rule and its setting, from its ``config.json``: ``PonderNet (lambda_p =
   0.2, beta = 0.01)``, ``ACT (tau = 0.001)`` or ``no ACT``; ``, clipped to 1`` added where the
-  gradient's norm was clipped."""
+  gradient's norm was clipped, and ``, seed 1`` for a seed other than 0."""
   clip = config.get("grad_clip_norm", 0.0)
-  clipped = f", clipped to {clip:g}" if clip else ""
+  suffix = (f", clipped to {clip:g}" if clip else "") + (
+      f", seed {config['seed']}" if config.get("seed", 0) else "")
   if config["mode"] == "none":
-    return f"no ACT{clipped}"
+    return f"no ACT{suffix}"
   if config["mode"] == "repeat":
-    return f"Repeat-RNN x{config['repeats']}{clipped}"
+    return f"Repeat-RNN x{config['repeats']}{suffix}"
   if config.get("halting") == "pondernet":
-    return f"PonderNet (lambda_p = {config['lambda_p']:g}, beta = {config['beta']:g}{clipped})"
-  return f"ACT (tau = {config['tau']:g}{clipped})"
+    return f"PonderNet (lambda_p = {config['lambda_p']:g}, beta = {config['beta']:g}{suffix})"
+  return f"ACT (tau = {config['tau']:g}{suffix})"
 
 
 def load_record(workdir: str) -> tuple[dict, list[dict]]:

@@ -34,6 +34,10 @@ def _record(path, config, evaluations, grad_norms=()):
     ({"mode": "act", "halting": "act", "tau": 0.002, "grad_clip_norm": 1.0},
      "ACT (tau = 0.002, clipped to 1)"),
     ({"mode": "act", "halting": "act", "tau": 0.002, "grad_clip_norm": 0.0}, "ACT (tau = 0.002)"),
+    ({"mode": "act", "tau": 0.001, "grad_clip_norm": 1.0, "seed": 2},
+     "ACT (tau = 0.001, clipped to 1, seed 2)"),
+    ({"mode": "none", "seed": 1}, "no ACT, seed 1"),
+    ({"mode": "act", "tau": 0.001, "seed": 0}, "ACT (tau = 0.001)"),
 ])
 def test_runs_are_labelled_by_their_halting_rule(config, label):
   assert plots.run_label(config) == label
