@@ -208,4 +208,20 @@ def test_parity_random_names_a_clipped_run_and_a_seed():
   assert ours == ("tau = 0.001: 34.1 % at 2.0M steps; tau = 0.001, gradient clipped to norm 1: "
                   "49.0 % at 480k steps; tau = 0.001, seed 1: 50.0 % at 300k steps (one network "
                   "each, Adam 1e-4)")
-  assert verdict == "partly: best 34.1 % against the paper's < 5 %, on 1/8 of the paper's updates"
+  assert verdict == ("partly: best 34.1 % (tau = 0.001) against the paper's < 5 %, on 1/8 of the "
+                     "paper's updates")
+
+
+@pytest.mark.parametrize("errors, verdict", [
+    ({1e-3: 0.04, 1e-2: 0.03}, "reproduced: best 3.0 % (tau = 0.01) against the paper's < 5 %, "
+                               "on 1/8 of the paper's updates"),
+    ({1e-3: 0.04, 1e-2: 0.48}, "partly: best 4.0 % (tau = 0.001) against the paper's < 5 %, on "
+                               "1/8 of the paper's updates; not reached at tau = 0.01"),
+    ({1e-3: 0.46, 1e-2: 0.48}, "not reproduced: best 46.0 % (tau = 0.001) against the paper's "
+                               "< 5 %, on 1/8 of the paper's updates"),
+])
+def test_parity_random_is_reproduced_only_where_every_tau_reaches_the_target(errors, verdict):
+  paper = {"target_error": 0.05, "updates": 16_000_000}
+  runs = [_run(f"tau={tau}", {"mode": "act", "tau": tau}, step=2_000_000, sequence_error=error)
+          for tau, error in errors.items()]
+  assert report.parity_random(runs, paper)[1] == verdict
